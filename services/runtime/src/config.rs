@@ -1,0 +1,231 @@
+//! Layered, typed settings.
+//!
+//! Each service describes its settings as a struct with `#[serde(default)]` and
+//! a `Default` impl (the built-in defaults). [`load`] then merges, in order, the
+//! TOML file named by `LAMBDALESS_CONFIG` (when set; it must exist) and the
+//! environment variables `LAMBDALESS_<FIELD>` where `__` separates nesting
+//! levels (`LAMBDALESS_MQTT__HOST=broker`). A value that does not fit its field
+//! stops start-up with an error naming the variable or file and the reason.
+
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Environment variable naming the TOML settings file.
+pub const CONFIG_ENV: &str = "LAMBDALESS_CONFIG";
+/// Prefix of every setting's environment variable.
+pub const ENV_PREFIX: &str = "LAMBDALESS_";
+
+/// A setting that is missing, malformed or out of range.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("settings file {path} (from {CONFIG_ENV}) does not exist")]
+    MissingFile { path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid setting `{setting}`: {reason}")]
+    Value { setting: String, reason: String },
+}
+
+impl ConfigError {
+    /// A semantic check failed for one setting (named as its env variable).
+    pub fn value(setting: &str, reason: impl Into<String>) -> Self {
+        Self::Value {
+            setting: format!("{ENV_PREFIX}{}", setting.replace('.', "__").to_uppercase()),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Loads `T` from defaults, the TOML file named by `LAMBDALESS_CONFIG` and the
+/// `LAMBDALESS_*` environment.
+pub fn load<T: DeserializeOwned>() -> Result<T, ConfigError> {
+    load_with_file(std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+}
+
+/// [`load`] with the settings file given explicitly (tests use this rather
+/// than changing the process environment).
+pub fn load_with_file<T: DeserializeOwned>(file: Option<PathBuf>) -> Result<T, ConfigError> {
+    let mut figment = Figment::new();
+    if let Some(path) = file {
+        if !path.is_file() {
+            return Err(ConfigError::MissingFile { path });
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"));
+    figment.extract::<T>().map_err(describe)
+}
+
+/// Names each failing setting the way the user wrote it: the environment
+/// variable, or the key and the file.
+fn describe(error: figment::Error) -> ConfigError {
+    let lines: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".").to_lowercase();
+            let origin = match &e.metadata {
+                Some(md) if md.name.contains("environment") => {
+                    format!("`{ENV_PREFIX}{}`", e.path.join("__").to_uppercase())
+                }
+                Some(md) => match &md.source {
+                    Some(source) => format!("`{key}` in {source}"),
+                    None => format!("`{key}` ({})", md.name),
+                },
+                None => format!("`{key}`"),
+            };
+            format!("{origin}: {}", e.kind)
+        })
+        .collect();
+    ConfigError::Invalid(lines.join("; "))
+}
+
+/// Log output settings (`LAMBDALESS_LOG__FORMAT`, `RUST_LOG` for levels).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `json` in containers (one object per line), `text` for people.
+    pub format: LogFormat,
+    /// Filter used when `RUST_LOG` is unset.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// How a service reaches the MQTT broker (ours in Compose, any broker in production).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    /// Client ids are `{client_id_prefix}-{random}` so replicas never collide.
+    pub client_id_prefix: String,
+    /// Largest packet sent or accepted; rumqttc's own default is only 10 KiB.
+    pub max_packet_bytes: usize,
+    pub keep_alive_secs: u64,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 1883,
+            username: None,
+            password: None,
+            client_id_prefix: "lambdaless".to_owned(),
+            max_packet_bytes: 256 * 1024,
+            keep_alive_secs: 15,
+        }
+    }
+}
+
+impl MqttSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.host.is_empty() {
+            return Err(ConfigError::value("mqtt.host", "must not be empty"));
+        }
+        if self.port == 0 {
+            return Err(ConfigError::value("mqtt.port", "must be 1..=65535"));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_packet_bytes) {
+            return Err(ConfigError::value(
+                "mqtt.max_packet_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
+        if self.keep_alive_secs < 5 {
+            return Err(ConfigError::value(
+                "mqtt.keep_alive_secs",
+                "must be at least 5",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(default)]
+    struct Sample {
+        port: u16,
+        mqtt: MqttSettings,
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_env() {
+        let s: Sample = load_with_file(None).unwrap();
+        assert_eq!(s.port, 0);
+        assert_eq!(s.mqtt.port, 1883);
+    }
+
+    #[test]
+    fn missing_settings_file_is_named() {
+        let err = load_with_file::<Sample>(Some("/nonexistent/x.toml".into())).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.toml"), "{err}");
+    }
+
+    #[test]
+    fn file_values_load_and_bad_values_name_their_key() {
+        let dir = std::env::temp_dir().join(format!("lambdaless-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "port = 8080\n[mqtt]\nhost = \"broker\"\n").unwrap();
+        let s: Sample = load_with_file(Some(good)).unwrap();
+        assert_eq!((s.port, s.mqtt.host.as_str()), (8080, "broker"));
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "port = \"eighty\"\n").unwrap();
+        let err = load_with_file::<Sample>(Some(bad)).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("port") && msg.contains("bad.toml"), "{msg}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_environment_variable() {
+        let m = MqttSettings {
+            port: 0,
+            ..Default::default()
+        };
+        let msg = m.validate().unwrap_err().to_string();
+        assert!(msg.contains("LAMBDALESS_MQTT__PORT"), "{msg}");
+    }
+}
+
+/// Validates the name prefix setting and returns the resolver.
+pub fn names(prefix: &str) -> Result<lambdaless_contracts::Names, ConfigError> {
+    lambdaless_contracts::Names::new(prefix)
+        .map_err(|e| ConfigError::value("prefix", e.to_string()))
+}
+
+/// Credentials accepted by the HTTP services (`api-gateway`, `streamer`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// API keys and their scopes: `key=scope scope,key2=*` (`*` grants all).
+    pub api_keys: String,
+    /// HS256 secret for JWT bearer tokens; JWTs are refused when unset.
+    pub jwt_secret: Option<SecretString>,
+}

@@ -1,0 +1,24 @@
+//! Runtime plumbing shared by every lambdaless binary, written once.
+//!
+//! - [`config`]: typed settings, defaults → TOML file (`LAMBDALESS_CONFIG`) → `LAMBDALESS_*` env.
+//! - [`telemetry`]: JSON or human logs and the Prometheus recorder.
+//! - [`shutdown`]: SIGTERM/SIGINT as a [`tokio_util::sync::CancellationToken`] plus a drain helper.
+//! - [`admin`]: `/healthz`, `/readyz` and `/metrics`, and the HTTP server loop.
+//! - [`aws`]: SQS and DynamoDB clients from the standard `AWS_*` variables.
+//! - [`mqtt`]: a self-healing MQTT connection whose event loop is always polled.
+//! - [`service`]: the `main` every service binary calls, including the
+//!   `healthcheck` subcommand used by container health checks.
+
+pub mod admin;
+pub mod aws;
+pub mod config;
+pub mod dynamo_json;
+pub mod healthcheck;
+pub mod mqtt;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use admin::{Readiness, ReadinessCheck};
+pub use config::{AuthSettings, ConfigError, LogSettings, MqttSettings};
+pub use service::{ServiceContext, ServiceSettings};
