@@ -1,0 +1,202 @@
+//! Who may connect: the configured users, checked in constant time.
+//!
+//! The front end asks [`Users::check`] for every CONNECT and answers a refusal
+//! with CONNACK 5 ("not authorized", as mosquitto does for every login
+//! failure). rumqttd checks again on its loopback listeners through
+//! [`InternalAuth`], so a local process cannot skip the front end.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Why a login was refused; also the `reason` label of `broker_auth_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthFailure {
+    NoCredentials,
+    UnknownUser,
+    BadPassword,
+}
+
+impl AuthFailure {
+    /// Every reason, so the metric shows all of them from the start.
+    pub(crate) const ALL: [Self; 3] = [Self::NoCredentials, Self::UnknownUser, Self::BadPassword];
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::NoCredentials => "no_credentials",
+            Self::UnknownUser => "unknown_user",
+            Self::BadPassword => "bad_password",
+        }
+    }
+}
+
+/// The configured users and the anonymous-access switch.
+#[derive(Clone)]
+pub(crate) struct Users {
+    users: Arc<BTreeMap<String, SecretString>>,
+    allow_anonymous: bool,
+}
+
+impl Users {
+    pub(crate) fn new(users: BTreeMap<String, SecretString>, allow_anonymous: bool) -> Self {
+        Self {
+            users: Arc::new(users),
+            allow_anonymous,
+        }
+    }
+
+    pub(crate) fn allow_anonymous(&self) -> bool {
+        self.allow_anonymous
+    }
+
+    /// A client without a user name passes only with `allow_anonymous`; one
+    /// with a user name must match a configured user, unless no user is
+    /// configured at all (anonymous mode accepts any login then).
+    pub(crate) fn check(
+        &self,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> Result<(), AuthFailure> {
+        let Some(username) = username else {
+            return if self.allow_anonymous {
+                Ok(())
+            } else {
+                Err(AuthFailure::NoCredentials)
+            };
+        };
+        if self.users.is_empty() && self.allow_anonymous {
+            return Ok(());
+        }
+        let Some(expected) = self.users.get(username) else {
+            return Err(AuthFailure::UnknownUser);
+        };
+        if constant_time_eq(
+            expected.expose_secret().as_bytes(),
+            password.unwrap_or_default(),
+        ) {
+            Ok(())
+        } else {
+            Err(AuthFailure::BadPassword)
+        }
+    }
+}
+
+/// What rumqttd's loopback listeners accept: the users, plus the readiness
+/// probe's one-off login (random, never leaves the process).
+pub(crate) struct InternalAuth {
+    users: Users,
+    probe_user: String,
+    probe_password: SecretString,
+}
+
+impl InternalAuth {
+    pub(crate) fn new(users: Users, probe: &ProbeLogin) -> Self {
+        Self {
+            users,
+            probe_user: probe.user.clone(),
+            probe_password: probe.password.clone(),
+        }
+    }
+
+    pub(crate) fn accepts(&self, user: &str, password: &str) -> bool {
+        if user == self.probe_user {
+            return constant_time_eq(
+                self.probe_password.expose_secret().as_bytes(),
+                password.as_bytes(),
+            );
+        }
+        self.users
+            .check(Some(user), Some(password.as_bytes()))
+            .is_ok()
+    }
+}
+
+/// Credentials the readiness probe presents to rumqttd's loopback listeners.
+#[derive(Clone)]
+pub(crate) struct ProbeLogin {
+    pub(crate) user: String,
+    pub(crate) password: SecretString,
+}
+
+impl ProbeLogin {
+    pub(crate) fn random() -> Self {
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        Self {
+            // Not a valid user on the public listeners: the front end
+            // only knows the configured users.
+            user: format!("lambdaless-probe-{}", &token[..8]),
+            password: SecretString::from(token),
+        }
+    }
+}
+
+/// Compares without an early exit, so timing reveals at most the length.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(anonymous: bool) -> Users {
+        let mut map = BTreeMap::new();
+        map.insert("local".to_owned(), SecretString::from("local"));
+        Users::new(map, anonymous)
+    }
+
+    #[test]
+    fn a_configured_user_with_the_right_password_passes() {
+        assert_eq!(users(false).check(Some("local"), Some(b"local")), Ok(()));
+    }
+
+    #[test]
+    fn wrong_password_unknown_user_and_missing_login_are_refused() {
+        let u = users(false);
+        assert_eq!(
+            u.check(Some("local"), Some(b"nope")),
+            Err(AuthFailure::BadPassword)
+        );
+        assert_eq!(u.check(Some("local"), None), Err(AuthFailure::BadPassword));
+        assert_eq!(
+            u.check(Some("mallory"), Some(b"local")),
+            Err(AuthFailure::UnknownUser)
+        );
+        assert_eq!(u.check(None, None), Err(AuthFailure::NoCredentials));
+    }
+
+    #[test]
+    fn anonymous_mode_admits_clients_without_login_but_still_checks_logins() {
+        let u = users(true);
+        assert_eq!(u.check(None, None), Ok(()));
+        assert_eq!(
+            u.check(Some("local"), Some(b"nope")),
+            Err(AuthFailure::BadPassword)
+        );
+        let open = Users::new(BTreeMap::new(), true);
+        assert_eq!(open.check(Some("anyone"), Some(b"x")), Ok(()));
+    }
+
+    #[test]
+    fn the_probe_login_works_only_inside() {
+        let probe = ProbeLogin::random();
+        let internal = InternalAuth::new(users(false), &probe);
+        assert!(internal.accepts(&probe.user, probe.password.expose_secret()));
+        assert!(!internal.accepts(&probe.user, "guess"));
+        assert!(internal.accepts("local", "local"));
+        assert!(users(false)
+            .check(
+                Some(&probe.user),
+                Some(probe.password.expose_secret().as_bytes())
+            )
+            .is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! The broker's metrics, named once.
+//!
+//! Two sources feed them, both into this process's own recorder (rumqttd's
+//! internal `metrics` 0.22 calls would not reach our 0.24 recorder, and its
+//! Prometheus exporter is left off):
+//! - the front end counts what it sees exactly, as it happens: sessions,
+//!   refused logins and connects, bytes relayed;
+//! - rumqttd's router reports, through its meters link, how many publishes it
+//!   accepted and failed since its previous report (`embedded` adds
+//!   them every `METER_INTERVAL_SECS` seconds).
+
+use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
+
+pub(crate) const CONNECTIONS: &str = "broker_connections";
+pub(crate) const CONNECTIONS_TOTAL: &str = "broker_connections_total";
+pub(crate) const AUTH_FAILURES: &str = "broker_auth_failures_total";
+pub(crate) const CONNECTS_REFUSED: &str = "broker_connects_refused_total";
+pub(crate) const RECEIVED_BYTES: &str = "broker_received_bytes_total";
+pub(crate) const SENT_BYTES: &str = "broker_sent_bytes_total";
+pub(crate) const PUBLISHES_RECEIVED: &str = "broker_publishes_received_total";
+pub(crate) const PUBLISHES_FAILED: &str = "broker_publishes_failed_total";
+
+/// The two public listeners, as the `listener` label.
+pub(crate) const LISTENERS: [&str; 2] = ["mqtt", "ws"];
+
+/// Describes every metric and registers it (adding zero: a second app in
+/// the same process keeps the counts), so `/metrics` shows the full set from
+/// the start.
+pub(crate) fn register() {
+    describe_gauge!(CONNECTIONS, "Established MQTT sessions, by listener.");
+    describe_counter!(
+        CONNECTIONS_TOTAL,
+        "MQTT sessions accepted since start, by listener."
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "CONNECTs refused with CONNACK 5 (not authorized), by listener and reason."
+    );
+    describe_counter!(
+        CONNECTS_REFUSED,
+        "Connections dropped or refused before a session for reasons other than login, by listener and reason."
+    );
+    describe_counter!(
+        RECEIVED_BYTES,
+        Unit::Bytes,
+        "Bytes read from clients (WebSocket framing included)."
+    );
+    describe_counter!(
+        SENT_BYTES,
+        Unit::Bytes,
+        "Bytes written to clients (WebSocket framing included)."
+    );
+    describe_counter!(
+        PUBLISHES_RECEIVED,
+        "PUBLISH packets (QoS 0 and 1) the router accepted, as reported by rumqttd's meters."
+    );
+    describe_counter!(
+        PUBLISHES_FAILED,
+        "PUBLISH packets the router could not append (the publisher is disconnected), from rumqttd's meters."
+    );
+    for listener in LISTENERS {
+        gauge!(CONNECTIONS, "listener" => listener).increment(0.0);
+        counter!(CONNECTIONS_TOTAL, "listener" => listener).increment(0);
+        counter!(RECEIVED_BYTES, "listener" => listener).increment(0);
+        counter!(SENT_BYTES, "listener" => listener).increment(0);
+        for failure in crate::auth::AuthFailure::ALL {
+            counter!(AUTH_FAILURES, "listener" => listener, "reason" => failure.label())
+                .increment(0);
+        }
+    }
+    counter!(PUBLISHES_RECEIVED).increment(0);
+    counter!(PUBLISHES_FAILED).increment(0);
+}

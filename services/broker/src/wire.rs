@@ -1,0 +1,450 @@
+//! The few bytes the front end reads and writes itself: the MQTT 3.1.1
+//! CONNECT (to decide), CONNACK (to refuse), and just enough WebSocket framing
+//! to find a CONNECT inside frames and to answer one. Everything after an
+//! accepted CONNECT is relayed untouched.
+
+/// CONNACK return codes of MQTT 3.1.1 (§3.2.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ReturnCode {
+    UnacceptableProtocol = 1,
+    IdentifierRejected = 2,
+    ServerUnavailable = 3,
+    NotAuthorized = 5,
+}
+
+/// The fields of a CONNECT the front end decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Connect {
+    pub(crate) client_id: String,
+    pub(crate) clean_session: bool,
+    pub(crate) keep_alive: u16,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum WireError {
+    #[error("first packet is not CONNECT")]
+    NotConnect,
+    #[error("packet of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("malformed packet: {0}")]
+    Malformed(&'static str),
+    /// Answered with CONNACK 1: MQTT 3.1 and 5 clients learn what to retry with.
+    #[error("protocol {name:?} level {level} is not MQTT 3.1.1")]
+    UnsupportedProtocol { name: String, level: u8 },
+}
+
+/// Parses a CONNECT at the start of `buf`. `Ok(None)`: more bytes needed.
+pub(crate) fn parse_connect(buf: &[u8], max_len: usize) -> Result<Option<Connect>, WireError> {
+    let Some(&first) = buf.first() else {
+        return Ok(None);
+    };
+    if first >> 4 != 1 {
+        return Err(WireError::NotConnect);
+    }
+    if first & 0x0f != 0 {
+        return Err(WireError::Malformed("CONNECT flags must be 0"));
+    }
+    let Some((remaining, header_len)) = remaining_length(&buf[1..])? else {
+        return Ok(None);
+    };
+    if remaining > max_len {
+        return Err(WireError::TooLarge(remaining));
+    }
+    let end = 1 + header_len + remaining;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    let mut r = Reader(&buf[1 + header_len..end]);
+    let name = r.string()?;
+    let level = r.u8()?;
+    if name != "MQTT" || level != 4 {
+        return Err(WireError::UnsupportedProtocol { name, level });
+    }
+    let flags = r.u8()?;
+    if flags & 0x01 != 0 {
+        return Err(WireError::Malformed("reserved connect flag set"));
+    }
+    let will = flags & 0x04 != 0;
+    if !will && flags & 0x38 != 0 {
+        return Err(WireError::Malformed("will QoS or retain without a will"));
+    }
+    if (flags >> 3) & 0x03 == 3 {
+        return Err(WireError::Malformed("will QoS 3"));
+    }
+    let has_user = flags & 0x80 != 0;
+    let has_password = flags & 0x40 != 0;
+    if has_password && !has_user {
+        return Err(WireError::Malformed("password without user name"));
+    }
+    let keep_alive = r.u16()?;
+    let client_id = r.string()?;
+    if will {
+        r.string()?;
+        r.binary()?;
+    }
+    let username = if has_user { Some(r.string()?) } else { None };
+    let password = if has_password {
+        Some(r.binary()?.to_vec())
+    } else {
+        None
+    };
+    Ok(Some(Connect {
+        client_id,
+        clean_session: flags & 0x02 != 0,
+        keep_alive,
+        username,
+        password,
+    }))
+}
+
+/// Decodes the variable-length "remaining length"; `Ok(None)`: incomplete.
+fn remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, WireError> {
+    let mut value = 0usize;
+    for (i, byte) in buf.iter().enumerate().take(4) {
+        value |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some((value, i + 1)));
+        }
+    }
+    if buf.len() >= 4 {
+        Err(WireError::Malformed("remaining length longer than 4 bytes"))
+    } else {
+        Ok(None)
+    }
+}
+
+fn encode_remaining_length(out: &mut Vec<u8>, mut len: usize) {
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.0.len() < n {
+            return Err(WireError::Malformed("CONNECT shorter than its fields"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, WireError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn binary(&mut self) -> Result<&'a [u8], WireError> {
+        let len = self.u16()?;
+        self.take(usize::from(len))
+    }
+
+    fn string(&mut self) -> Result<String, WireError> {
+        let bytes = self.binary()?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| WireError::Malformed("string is not UTF-8"))
+    }
+}
+
+/// A CONNACK with `code` (session present is always 0 on a refusal).
+pub(crate) fn connack(code: ReturnCode) -> [u8; 4] {
+    [0x20, 0x02, 0x00, code as u8]
+}
+
+/// Reads a CONNACK at the start of `buf`: `Some(return code)` once complete.
+pub(crate) fn parse_connack(buf: &[u8]) -> Result<Option<u8>, WireError> {
+    match buf {
+        [0x20, 0x02, _, code, ..] => Ok(Some(*code)),
+        [0x20, 0x02, ..] | [0x20] | [] => Ok(None),
+        _ => Err(WireError::Malformed("expected CONNACK")),
+    }
+}
+
+/// A clean-session CONNECT, for the readiness probe.
+pub(crate) fn encode_connect(
+    client_id: &str,
+    login: Option<(&str, &str)>,
+    keep_alive: u16,
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(64);
+    put_binary(&mut body, b"MQTT");
+    body.push(4);
+    body.push(0x02 | if login.is_some() { 0xc0 } else { 0 });
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    put_binary(&mut body, client_id.as_bytes());
+    if let Some((user, password)) = login {
+        put_binary(&mut body, user.as_bytes());
+        put_binary(&mut body, password.as_bytes());
+    }
+    let mut packet = vec![0x10];
+    encode_remaining_length(&mut packet, body.len());
+    packet.extend_from_slice(&body);
+    packet
+}
+
+fn put_binary(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// WebSocket (RFC 6455) pieces.
+pub(crate) mod ws {
+    use super::WireError;
+
+    pub(crate) const OP_BINARY: u8 = 0x2;
+    pub(crate) const OP_CLOSE: u8 = 0x8;
+
+    /// End (exclusive) of an HTTP head: the index just after `\r\n\r\n`.
+    pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
+        buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+    }
+
+    /// Whether an HTTP request head asks for a WebSocket upgrade.
+    pub(crate) fn is_upgrade_request(head: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(head);
+        text.starts_with("GET ")
+            && text.lines().any(|line| {
+                line.split_once(':').is_some_and(|(name, value)| {
+                    name.trim().eq_ignore_ascii_case("upgrade")
+                        && value.to_ascii_lowercase().contains("websocket")
+                })
+            })
+    }
+
+    /// The status code of an HTTP response head.
+    pub(crate) fn status(head: &[u8]) -> Option<u16> {
+        let text = std::str::from_utf8(head).ok()?;
+        text.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The data frames found at the start of a byte stream.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    pub(crate) struct Payload {
+        /// Unmasked payload of the complete data frames, in order.
+        pub(crate) data: Vec<u8>,
+        /// A close frame came before any more data.
+        pub(crate) closed: bool,
+    }
+
+    /// Collects the payload of the complete frames at the start of `buf`
+    /// (masked or not); control frames other than close are skipped.
+    pub(crate) fn payload(buf: &[u8], max_len: usize) -> Result<Payload, WireError> {
+        let mut out = Payload::default();
+        let mut rest = buf;
+        loop {
+            let Some(FrameHeader {
+                header_len,
+                payload_len: len,
+                mask,
+            }) = frame_header(rest)?
+            else {
+                return Ok(out);
+            };
+            if out.data.len().saturating_add(len) > max_len {
+                return Err(WireError::TooLarge(out.data.len().saturating_add(len)));
+            }
+            if rest.len() < header_len + len {
+                return Ok(out);
+            }
+            let opcode = rest[0] & 0x0f;
+            let body = &rest[header_len..header_len + len];
+            match opcode {
+                0x0..=0x2 => out.data.extend(
+                    body.iter()
+                        .enumerate()
+                        .map(|(i, b)| b ^ mask.map_or(0, |m| m[i % 4])),
+                ),
+                OP_CLOSE => {
+                    out.closed = true;
+                    return Ok(out);
+                }
+                _ => {}
+            }
+            rest = &rest[header_len + len..];
+        }
+    }
+
+    /// A frame's header, as far as reading its payload needs.
+    struct FrameHeader {
+        header_len: usize,
+        payload_len: usize,
+        mask: Option<[u8; 4]>,
+    }
+
+    /// `None` when the header is not complete yet.
+    fn frame_header(buf: &[u8]) -> Result<Option<FrameHeader>, WireError> {
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        if buf[0] & 0x70 != 0 {
+            return Err(WireError::Malformed("WebSocket extension bits set"));
+        }
+        let masked = buf[1] & 0x80 != 0;
+        let (len, mut at) = match buf[1] & 0x7f {
+            126 => {
+                let Some(b) = buf.get(2..4) else {
+                    return Ok(None);
+                };
+                (usize::from(u16::from_be_bytes([b[0], b[1]])), 4)
+            }
+            127 => {
+                let Some(b) = buf.get(2..10) else {
+                    return Ok(None);
+                };
+                let len = u64::from_be_bytes(b.try_into().expect("8 bytes"));
+                (usize::try_from(len).unwrap_or(usize::MAX), 10)
+            }
+            n => (usize::from(n), 2),
+        };
+        let mask = if masked {
+            let Some(m) = buf.get(at..at + 4) else {
+                return Ok(None);
+            };
+            at += 4;
+            Some([m[0], m[1], m[2], m[3]])
+        } else {
+            None
+        };
+        Ok(Some(FrameHeader {
+            header_len: at,
+            payload_len: len,
+            mask,
+        }))
+    }
+
+    /// One final frame; servers send unmasked, clients must mask.
+    pub(crate) fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(payload.len() + 14);
+        out.push(0x80 | opcode);
+        let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => out.push(mask_bit | n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                out.push(mask_bit | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(mask_bit | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        match mask {
+            Some(m) => {
+                out.extend_from_slice(&m);
+                out.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
+            }
+            None => out.extend_from_slice(payload),
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connect_round_trips() {
+        let packet = encode_connect("probe-1", Some(("local", "secret")), 30);
+        let c = parse_connect(&packet, 1024).unwrap().unwrap();
+        assert_eq!(c.client_id, "probe-1");
+        assert_eq!(c.username.as_deref(), Some("local"));
+        assert_eq!(c.password.as_deref(), Some(&b"secret"[..]));
+        assert_eq!(c.keep_alive, 30);
+        assert!(c.clean_session);
+    }
+
+    #[test]
+    fn a_partial_connect_asks_for_more_bytes() {
+        let packet = encode_connect("c", None, 10);
+        for cut in 0..packet.len() {
+            assert_eq!(
+                parse_connect(&packet[..cut], 1024),
+                Ok(None),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_and_foreign_packets_are_refused() {
+        let packet = encode_connect(&"x".repeat(2000), None, 10);
+        assert!(matches!(
+            parse_connect(&packet, 1024),
+            Err(WireError::TooLarge(_))
+        ));
+        assert_eq!(
+            parse_connect(&[0x30, 0x00], 1024),
+            Err(WireError::NotConnect)
+        );
+        let mut v5 = encode_connect("c", None, 10);
+        v5[8] = 5;
+        assert_eq!(
+            parse_connect(&v5, 1024),
+            Err(WireError::UnsupportedProtocol {
+                name: "MQTT".into(),
+                level: 5
+            })
+        );
+    }
+
+    #[test]
+    fn connack_is_read_back() {
+        assert_eq!(
+            parse_connack(&connack(ReturnCode::NotAuthorized)),
+            Ok(Some(5))
+        );
+        assert_eq!(parse_connack(&[0x20, 0x02, 0x00]), Ok(None));
+        assert!(parse_connack(&[0x30, 0x02]).is_err());
+    }
+
+    #[test]
+    fn websocket_frames_carry_a_connect_split_across_them() {
+        let packet = encode_connect("ws-client", Some(("u", "p")), 10);
+        let (a, b) = packet.split_at(5);
+        let mut stream = ws::frame(ws::OP_BINARY, a, Some([1, 2, 3, 4]));
+        stream.extend(ws::frame(0x9, b"ping", Some([9, 9, 9, 9])));
+        stream.extend(ws::frame(0x0, b, Some([5, 6, 7, 8])));
+        let whole = ws::payload(&stream, 1 << 20).unwrap();
+        assert_eq!(whole.data, packet);
+        let partial = ws::payload(&stream[..stream.len() - 1], 1 << 20).unwrap();
+        assert_eq!(partial.data, a);
+        let big = ws::frame(ws::OP_BINARY, &[0; 70_000], None);
+        assert_eq!(ws::payload(&big, 1 << 20).unwrap().data.len(), 70_000);
+        assert!(matches!(
+            ws::payload(&big, 1024),
+            Err(WireError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn http_heads_are_recognised() {
+        let req = b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\nrest";
+        let end = ws::head_end(req).unwrap();
+        assert_eq!(&req[end..], b"rest");
+        assert!(ws::is_upgrade_request(&req[..end]));
+        assert!(!ws::is_upgrade_request(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        ));
+        assert_eq!(
+            ws::status(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"),
+            Some(101)
+        );
+    }
+}
