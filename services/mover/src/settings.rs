@@ -1,0 +1,95 @@
+//! Settings of `mover` (defaults here; `config/mover.toml`; `LAMBDALESS_*`).
+
+use lambdaless_contracts::device::{DEFAULT_MESSAGE_ID_KEY, DEFAULT_UUID_KEY};
+use lambdaless_runtime::config::{ConfigError, LogSettings, MqttSettings};
+use lambdaless_runtime::ServiceSettings;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub log: LogSettings,
+    /// Serves `/healthz`, `/readyz`, `/metrics`.
+    pub admin_port: u16,
+    /// Prepended to every queue and table name (sharing one AWS account).
+    pub prefix: String,
+    /// Where stored-message notifications are published.
+    pub mqtt: MqttSettings,
+    /// On SIGTERM, how long the batches in hand may take to finish. Keep it
+    /// below the container's stop grace period.
+    pub drain_timeout_secs: u64,
+    pub devices: DevicesSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            log: LogSettings::default(),
+            admin_port: 9090,
+            prefix: String::new(),
+            mqtt: MqttSettings {
+                client_id_prefix: "mover".to_owned(),
+                ..MqttSettings::default()
+            },
+            drain_timeout_secs: 20,
+            devices: DevicesSettings::default(),
+        }
+    }
+}
+
+/// The seed 2 pipeline: `device-inbound` → `device-messages`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevicesSettings {
+    pub enabled: bool,
+    /// Concurrent long polls (competing consumers inside one replica).
+    pub pollers: usize,
+    /// Long-poll wait, 0..=20 s.
+    pub wait_secs: i32,
+    /// Field naming the device; dots reach nested fields.
+    pub uuid_key: String,
+    /// Field ordering a device's messages; dots reach nested fields.
+    pub message_id_key: String,
+}
+
+impl Default for DevicesSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            pollers: 2,
+            wait_secs: 20,
+            uuid_key: DEFAULT_UUID_KEY.to_owned(),
+            message_id_key: DEFAULT_MESSAGE_ID_KEY.to_owned(),
+        }
+    }
+}
+
+impl ServiceSettings for Settings {
+    const SERVICE: &'static str = "mover";
+
+    fn log(&self) -> &LogSettings {
+        &self.log
+    }
+
+    fn health_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.mqtt.validate()?;
+        lambdaless_runtime::config::names(&self.prefix)?;
+        if !(1..=64).contains(&self.devices.pollers) {
+            return Err(ConfigError::value("devices.pollers", "must be 1..=64"));
+        }
+        if !(0..=20).contains(&self.devices.wait_secs) {
+            return Err(ConfigError::value("devices.wait_secs", "must be 0..=20"));
+        }
+        if self.devices.uuid_key.is_empty() || self.devices.message_id_key.is_empty() {
+            return Err(ConfigError::value(
+                "devices.uuid_key",
+                "key names must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}
