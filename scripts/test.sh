@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The README's test command: build everything once, build the images, then run
+# the unit tests and the testcontainers suite against real containers.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -- device       # pass a filter to the test runner
+#
+# Environment: LAMBDALESS_TEST_EMULATOR_IMAGE (default lambdaless/moto:latest),
+# LAMBDALESS_TEST_THREADS (default 2), CARGO_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+
+t0=$(date +%s)
+
+step "dependencies"
+scripts/install-deps.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "build (one release build serves binaries, images and tests)"
+cargo build --release --locked --workspace --all-targets
+
+step "lint"
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
+
+step "images"
+scripts/images.sh
+
+filter=()
+if [ "${1:-}" = "--" ]; then shift; filter=("$@"); fi
+threads="${LAMBDALESS_TEST_THREADS:-2}"
+step "tests (${threads} at a time)"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --release --locked --workspace --test-threads "$threads" --no-fail-fast "${filter[@]}"
+else
+  cargo test --release --locked --workspace --no-fail-fast "${filter[@]}" -- --test-threads "$threads"
+fi
+echo "test.sh: done in $(( $(date +%s) - t0 )) s"

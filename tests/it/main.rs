@@ -1,0 +1,5 @@
+//! The cross-service integration suite: one binary, one module per area.
+//! Each test starts its own [`lambdaless_tests::Stack`] of real containers.
+
+mod foundation;
+mod mqtt_client;
