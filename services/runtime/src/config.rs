@@ -41,15 +41,41 @@ impl ConfigError {
     }
 }
 
+/// Environment variables of lambdaless's own scripts and test harness that
+/// share the prefix but are not service settings (see scripts/lib.sh).
+const SCRIPT_VARIABLES: &[&str] = &[
+    "config",
+    "image_tag",
+    "emulator",
+    "cache_dir",
+    "bind",
+    "skip_cargo",
+    "up_timeout",
+    "force",
+    "test_threads",
+    "test_emulator_image",
+];
+
 /// Loads `T` from defaults, the TOML file named by `LAMBDALESS_CONFIG` and the
 /// `LAMBDALESS_*` environment.
 pub fn load<T: DeserializeOwned>() -> Result<T, ConfigError> {
-    load_with_file(std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+    let file = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+    extract(
+        file_layer(file)?.merge(
+            Env::prefixed(ENV_PREFIX)
+                .ignore(SCRIPT_VARIABLES)
+                .split("__"),
+        ),
+    )
 }
 
-/// [`load`] with the settings file given explicitly (tests use this rather
-/// than changing the process environment).
+/// Defaults and the given settings file only: hermetic, whatever the process
+/// environment holds (for tests and tools).
 pub fn load_with_file<T: DeserializeOwned>(file: Option<PathBuf>) -> Result<T, ConfigError> {
+    extract(file_layer(file)?)
+}
+
+fn file_layer(file: Option<PathBuf>) -> Result<Figment, ConfigError> {
     let mut figment = Figment::new();
     if let Some(path) = file {
         if !path.is_file() {
@@ -57,7 +83,10 @@ pub fn load_with_file<T: DeserializeOwned>(file: Option<PathBuf>) -> Result<T, C
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__"));
+    Ok(figment)
+}
+
+fn extract<T: DeserializeOwned>(figment: Figment) -> Result<T, ConfigError> {
     figment.extract::<T>().map_err(describe)
 }
 
