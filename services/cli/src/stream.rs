@@ -43,20 +43,21 @@ pub fn split_base(base: &str) -> io::Result<(String, String)> {
     Ok((authority, format!("/{}", path.trim_end_matches('/')).replace("//", "/")))
 }
 
-/// Sends `method path` to `base` (`http://host:port`) and reads the response head.
+/// Sends `method path` with extra `headers` to `base` (`http://host:port`)
+/// and reads the response head.
 pub async fn request(
     base: &str,
     method: &str,
     path: &str,
-    api_key: Option<&str>,
+    headers: &[(&str, &str)],
 ) -> io::Result<Response> {
     let (authority, prefix) = split_base(base)?;
     let mut stream = TcpStream::connect(&authority).await?;
     stream.set_nodelay(true)?;
     let full = format!("{}{}", prefix.trim_end_matches('/'), path);
     let mut head = format!("{method} {full} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
-    if let Some(key) = api_key {
-        head.push_str(&format!("x-api-key: {key}\r\n"));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     if method == "POST" {
         head.push_str("Content-Length: 0\r\n");
@@ -192,6 +193,19 @@ impl Response {
         }
         String::from_utf8(all).map_err(|_| invalid("body is not UTF-8"))
     }
+}
+
+/// Percent-encodes a query-string value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
