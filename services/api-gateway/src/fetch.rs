@@ -38,7 +38,10 @@ async fn handler(
     headers: HeaderMap,
 ) -> Response {
     let Some(user) = headers.get(USER_HEADER).and_then(|v| v.to_str().ok()) else {
-        return error(StatusCode::BAD_REQUEST, format!("header {USER_HEADER} is required"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("header {USER_HEADER} is required"),
+        );
     };
     match state.client.fetch(&fetch_id, user, state.timeout).await {
         Ok(data) => (StatusCode::OK, Json(data)).into_response(),
@@ -49,7 +52,10 @@ async fn handler(
                 FetchError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 FetchError::Remote(_) | FetchError::Sqs(_) => {
                     tracing::warn!(fetch_id, error = %e, "fetch failed");
-                    return error(StatusCode::BAD_GATEWAY, "the fetch could not be completed".into());
+                    return error(
+                        StatusCode::BAD_GATEWAY,
+                        "the fetch could not be completed".into(),
+                    );
                 }
             };
             error(status, e.to_string())

@@ -133,7 +133,12 @@ impl FetchClient {
             .send()
             .await
         {
-            queue.state.lock().expect("queue lock").waiters.remove(&nonce);
+            queue
+                .state
+                .lock()
+                .expect("queue lock")
+                .waiters
+                .remove(&nonce);
             return Err(FetchError::Sqs(describe(&e)));
         }
         let reply = match tokio::time::timeout(timeout, rx).await {
@@ -154,7 +159,9 @@ impl FetchClient {
         match reply.get("error").and_then(Value::as_str) {
             Some("not found") => Err(FetchError::NotFound(fetch_id.to_owned())),
             Some(other) => Err(FetchError::Remote(other.to_owned())),
-            None => Err(FetchError::Remote("reply has neither data nor error".into())),
+            None => Err(FetchError::Remote(
+                "reply has neither data nor error".into(),
+            )),
         }
     }
 
@@ -189,12 +196,21 @@ impl FetchClient {
             return Ok(q.clone());
         }
         let name = self.inner.names.user_queue(user_id);
-        let url = match self.inner.sqs.get_queue_url().queue_name(&name).send().await {
+        let url = match self
+            .inner
+            .sqs
+            .get_queue_url()
+            .queue_name(&name)
+            .send()
+            .await
+        {
             Ok(out) => out.queue_url.unwrap_or_default(),
             Err(e)
                 if e.as_service_error()
                     .and_then(aws_sdk_sqs::error::ProvideErrorMetadata::code)
-                    .is_some_and(|c| c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")) =>
+                    .is_some_and(|c| {
+                        c.contains("NonExistentQueue") || c.contains("QueueDoesNotExist")
+                    }) =>
             {
                 return Err(FetchError::NoReplyQueue(user_id.to_owned()))
             }
@@ -297,7 +313,12 @@ async fn poll(sqs: Sqs, queue: Arc<ReplyQueue>, token: String) {
                         .receipt_handle(receipt)
                         .send()
                         .await;
-                    let waiter = queue.state.lock().expect("queue lock").waiters.remove(&nonce);
+                    let waiter = queue
+                        .state
+                        .lock()
+                        .expect("queue lock")
+                        .waiters
+                        .remove(&nonce);
                     if let (Some(tx), Some(reply)) = (waiter, reply) {
                         let _ = tx.send(reply);
                     }

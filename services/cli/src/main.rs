@@ -75,7 +75,11 @@ enum Command {
 /// Where the streamer listens and how to authenticate.
 #[derive(clap::Args)]
 struct HttpArgs {
-    #[arg(long, env = "LAMBDALESS_STREAMER_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "LAMBDALESS_STREAMER_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     url: String,
     #[arg(long, env = "LAMBDALESS_API_KEY", default_value = "local-dev-key")]
     api_key: String,
@@ -159,7 +163,8 @@ async fn fetch(names: Names, id: String, user: String, timeout: u64) -> anyhow::
 
 async fn stream(url: &str, path: &str, api_key: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut response = lambdaless_cli::stream::request(url, "GET", path, &[("x-api-key", api_key)]).await?;
+    let mut response =
+        lambdaless_cli::stream::request(url, "GET", path, &[("x-api-key", api_key)]).await?;
     if response.status != 200 {
         let status = response.status;
         anyhow::bail!("streamer answered {status}: {}", response.text().await?);
@@ -182,19 +187,21 @@ async fn stream(url: &str, path: &str, api_key: &str) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
-    eprintln!("\r{count} items in {:.2} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "\r{count} items in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 async fn dump(url: &str, count: u64, api_key: &str) -> anyhow::Result<()> {
-    let response =
-        lambdaless_cli::stream::request(
+    let response = lambdaless_cli::stream::request(
         url,
         "POST",
         &format!("/dump?count={count}"),
         &[("x-api-key", api_key)],
     )
-            .await?;
+    .await?;
     let status = response.status;
     let body = response.text().await?;
     anyhow::ensure!(status == 200, "streamer answered {status}: {body}");

@@ -40,7 +40,10 @@ pub fn split_base(base: &str) -> io::Result<(String, String)> {
     } else {
         format!("{authority}:80")
     };
-    Ok((authority, format!("/{}", path.trim_end_matches('/')).replace("//", "/")))
+    Ok((
+        authority,
+        format!("/{}", path.trim_end_matches('/')).replace("//", "/"),
+    ))
 }
 
 /// Sends `method path` with extra `headers` to `base` (`http://host:port`)
@@ -55,7 +58,8 @@ pub async fn request(
     let mut stream = TcpStream::connect(&authority).await?;
     stream.set_nodelay(true)?;
     let full = format!("{}{}", prefix.trim_end_matches('/'), path);
-    let mut head = format!("{method} {full} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    let mut head =
+        format!("{method} {full} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

@@ -136,12 +136,18 @@ mod tests {
             Err(Refusal::Missing("fetch_id"))
         );
         assert_eq!(
-            parse(&body(json!({"fetch_id": 5, "sqs_queue_url": url, "nonce": 1})), P),
+            parse(
+                &body(json!({"fetch_id": 5, "sqs_queue_url": url, "nonce": 1})),
+                P
+            ),
             Err(Refusal::NotAString("fetch_id"))
         );
         for nonce in [json!(true), json!({"a": 1}), json!([1])] {
             assert_eq!(
-                parse(&body(json!({"fetch_id": "a", "sqs_queue_url": url, "nonce": nonce})), P),
+                parse(
+                    &body(json!({"fetch_id": "a", "sqs_queue_url": url, "nonce": nonce})),
+                    P
+                ),
                 Err(Refusal::BadNonce)
             );
         }

@@ -206,7 +206,10 @@ impl Responder {
             Err(e) if is_missing_queue(&e) => {
                 Err(Outcome::Refused(Refusal::NoSuchQueue(queue.to_owned())))
             }
-            Err(e) => Err(Outcome::Retry(format!("GetQueueUrl: {}", aws::describe(&e)))),
+            Err(e) => Err(Outcome::Retry(format!(
+                "GetQueueUrl: {}",
+                aws::describe(&e)
+            ))),
         }
     }
 
@@ -264,9 +267,7 @@ where
 {
     err.as_service_error()
         .and_then(|e| e.code())
-        .is_some_and(|code| {
-            code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist")
-        })
+        .is_some_and(|code| code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist"))
 }
 
 fn truncate(s: &str, max: usize) -> String {

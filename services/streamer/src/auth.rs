@@ -71,7 +71,10 @@ impl Authorizer {
                     .and_then(|v| v.strip_prefix("Bearer "))
             })
             .ok_or(ApiError::Unauthorized)?;
-        let scopes = self.keys.get(presented.trim()).ok_or(ApiError::Unauthorized)?;
+        let scopes = self
+            .keys
+            .get(presented.trim())
+            .ok_or(ApiError::Unauthorized)?;
         if scopes.iter().any(|s| s == "*" || s == SCOPE) {
             Ok(())
         } else {
@@ -109,9 +112,20 @@ mod tests {
         });
         assert!(auth.check(&headers("x-api-key", "all")).is_ok());
         assert!(auth.check(&headers("authorization", "Bearer s")).is_ok());
-        assert!(matches!(auth.check(&headers("x-api-key", "f")), Err(ApiError::Forbidden)));
-        assert!(matches!(auth.check(&headers("x-api-key", "x")), Err(ApiError::Unauthorized)));
-        assert!(matches!(auth.check(&HeaderMap::new()), Err(ApiError::Unauthorized)));
-        assert!(Authorizer::new(&AuthSettings::default()).check(&HeaderMap::new()).is_ok());
+        assert!(matches!(
+            auth.check(&headers("x-api-key", "f")),
+            Err(ApiError::Forbidden)
+        ));
+        assert!(matches!(
+            auth.check(&headers("x-api-key", "x")),
+            Err(ApiError::Unauthorized)
+        ));
+        assert!(matches!(
+            auth.check(&HeaderMap::new()),
+            Err(ApiError::Unauthorized)
+        ));
+        assert!(Authorizer::new(&AuthSettings::default())
+            .check(&HeaderMap::new())
+            .is_ok());
     }
 }

@@ -35,7 +35,9 @@ pub async fn handler(
             .parse::<u64>()
             .ok()
             .filter(|n| (1..=MAX_COUNT).contains(n))
-            .ok_or_else(|| ApiError::BadRequest(format!("count must be 1..={MAX_COUNT}, got {v:?}")))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("count must be 1..={MAX_COUNT}, got {v:?}"))
+            })?,
     };
     let table = state.names.name(names::ARTISTS);
     let started = Instant::now();
@@ -63,9 +65,16 @@ fn artist(run: &str, i: u64) -> WriteRequest {
         ("followers".to_owned(), s((h % 5_000_000).to_string())),
         (
             "genres".to_owned(),
-            s(format!("{}, {}", GENRES[(h % 6) as usize], GENRES[((h >> 8) % 6) as usize])),
+            s(format!(
+                "{}, {}",
+                GENRES[(h % 6) as usize],
+                GENRES[((h >> 8) % 6) as usize]
+            )),
         ),
-        ("name".to_owned(), s(format!("Generated Artist Number {i:08} of the Dump"))),
+        (
+            "name".to_owned(),
+            s(format!("Generated Artist Number {i:08} of the Dump")),
+        ),
         ("popularity".to_owned(), s((h % 101).to_string())),
     ]);
     let put = PutRequest::builder()
@@ -75,7 +84,11 @@ fn artist(run: &str, i: u64) -> WriteRequest {
     WriteRequest::builder().put_request(put).build()
 }
 
-async fn write(dynamodb: DynamoDb, table: String, mut items: Vec<WriteRequest>) -> Result<(), String> {
+async fn write(
+    dynamodb: DynamoDb,
+    table: String,
+    mut items: Vec<WriteRequest>,
+) -> Result<(), String> {
     for attempt in 1..=ATTEMPTS {
         match dynamodb
             .batch_write_item()
@@ -92,7 +105,9 @@ async fn write(dynamodb: DynamoDb, table: String, mut items: Vec<WriteRequest>) 
                     return Ok(());
                 }
             }
-            Err(e) if attempt == ATTEMPTS => return Err(format!("BatchWriteItem: {}", aws::describe(&e))),
+            Err(e) if attempt == ATTEMPTS => {
+                return Err(format!("BatchWriteItem: {}", aws::describe(&e)))
+            }
             Err(e) => tracing::warn!(error = %aws::describe(&e), attempt, "BatchWriteItem failed"),
         }
         tokio::time::sleep(Duration::from_millis(25 * 2u64.pow(attempt))).await;

@@ -11,12 +11,12 @@ pub mod stream;
 
 use std::net::SocketAddr;
 
+use axum::routing::{get, post};
+use axum::Router;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
 use lambdaless_runtime::{admin, Readiness, ServiceContext, ServiceSettings};
-use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -135,7 +135,10 @@ impl App {
             .route("/stream/{table}", get(stream::handler))
             .route("/dump", post(dump::handler))
             .with_state(state)
-            .layer(axum::middleware::from_fn_with_state(authorizer, auth::require));
+            .layer(axum::middleware::from_fn_with_state(
+                authorizer,
+                auth::require,
+            ));
         let router = admin::router(readiness, self.ctx.metrics.clone())
             .merge(api)
             .layer(axum::middleware::from_fn(admin::track_http));

@@ -82,16 +82,16 @@ pub fn plan(
                 .ok()
                 .filter(|n| (1..=MAX_SEGMENTS).contains(n))
                 .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "segments must be 1..={MAX_SEGMENTS}, got {v:?}"
-                    ))
+                    ApiError::BadRequest(format!("segments must be 1..={MAX_SEGMENTS}, got {v:?}"))
                 })?,
         ),
     };
     let mode = match params.get("mode").map(String::as_str).unwrap_or("scan") {
         "scan" => {
             if params.contains_key("pk") {
-                return Err(ApiError::BadRequest("pk is only used with mode=query".into()));
+                return Err(ApiError::BadRequest(
+                    "pk is only used with mode=query".into(),
+                ));
             }
             Mode::Scan {
                 segments: segments.unwrap_or(1),
@@ -99,7 +99,9 @@ pub fn plan(
         }
         "query" => {
             if segments.is_some() {
-                return Err(ApiError::BadRequest("segments is only used with mode=scan".into()));
+                return Err(ApiError::BadRequest(
+                    "segments is only used with mode=scan".into(),
+                ));
             }
             let pk = params
                 .get("pk")
@@ -329,7 +331,10 @@ mod tests {
                 value: AttributeValue::S("u1".into())
             }
         );
-        assert_eq!(plan_ok(&[("segments", "4")]).mode, Mode::Scan { segments: 4 });
+        assert_eq!(
+            plan_ok(&[("segments", "4")]).mode,
+            Mode::Scan { segments: 4 }
+        );
     }
 
     fn plan_ok(pairs: &[(&str, &str)]) -> Plan {
@@ -355,7 +360,10 @@ mod tests {
             &[("limit", "3")],
         ] {
             assert!(
-                matches!(plan("artists", &p(bad), &allowed()), Err(ApiError::BadRequest(_))),
+                matches!(
+                    plan("artists", &p(bad), &allowed()),
+                    Err(ApiError::BadRequest(_))
+                ),
                 "{bad:?} accepted"
             );
         }

@@ -68,8 +68,16 @@ pub(super) async fn run(
     println!("fetch round trip, {rounds} rounds\n");
     println!("| path | p50 | p99 |");
     println!("|---|---|---|");
-    println!("| `lambdaless` fetch (client + fetch-responder) | {} | {} |", ms(o50), ms(o99));
-    println!("| raw chain (7 calls, one task) | {} | {} |", ms(r50), ms(r99));
+    println!(
+        "| `lambdaless` fetch (client + fetch-responder) | {} | {} |",
+        ms(o50),
+        ms(o99)
+    );
+    println!(
+        "| raw chain (7 calls, one task) | {} | {} |",
+        ms(r50),
+        ms(r99)
+    );
     println!(
         "| ratio | {:.2}× | {:.2}× |",
         o50.as_secs_f64() / r50.as_secs_f64(),
@@ -91,7 +99,12 @@ async fn queue_url(aws: &AwsClients, name: &str) -> anyhow::Result<String> {
 }
 
 /// send, receive, delete, GetItem, send, receive, delete.
-async fn raw_chain(aws: &AwsClients, request: &str, reply: &str, table: &str) -> anyhow::Result<()> {
+async fn raw_chain(
+    aws: &AwsClients,
+    request: &str,
+    reply: &str,
+    table: &str,
+) -> anyhow::Result<()> {
     let sqs = &aws.sqs;
     for (i, url) in [request, reply].into_iter().enumerate() {
         if i == 1 {

@@ -23,7 +23,11 @@ pub enum Bench {
     },
     /// Streamer time to first byte, throughput, and peak memory vs raw Scan calls.
     Stream {
-        #[arg(long, env = "LAMBDALESS_STREAMER_URL", default_value = "http://127.0.0.1:8081")]
+        #[arg(
+            long,
+            env = "LAMBDALESS_STREAMER_URL",
+            default_value = "http://127.0.0.1:8081"
+        )]
         url: String,
         #[arg(long, env = "LAMBDALESS_API_KEY", default_value = "local-dev-key")]
         api_key: String,

@@ -49,7 +49,10 @@ pub(super) async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Re
         v[v.len() / 2]
     };
     let (our, raw) = (median(&mut ours_rate), median(&mut raw_rate));
-    println!("streamer, page_size {PAGE}, {} rounds on {} items\n", o.rounds, o.small);
+    println!(
+        "streamer, page_size {PAGE}, {} rounds on {} items\n",
+        o.rounds, o.small
+    );
     println!("| measure | streamer | raw | ratio |");
     println!("|---|---|---|---|");
     println!(
@@ -120,7 +123,11 @@ async fn stream_all(o: &Options) -> anyhow::Result<(Duration, Duration, u64)> {
     let started = Instant::now();
     let path = format!("/stream/artists?page_size={PAGE}");
     let mut response = stream::request(&o.url, "GET", &path, &[("x-api-key", &o.api_key)]).await?;
-    anyhow::ensure!(response.status == 200, "stream answered {}", response.status);
+    anyhow::ensure!(
+        response.status == 200,
+        "stream answered {}",
+        response.status
+    );
     let mut first = None;
     let mut n = 0;
     while let Some(line) = response.next_line().await? {
