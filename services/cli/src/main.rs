@@ -181,7 +181,7 @@ async fn stream(url: &str, path: &str, api_key: &str) -> anyhow::Result<()> {
         }
         writeln!(out, "{line}")?;
         count += 1;
-        if count % 500 == 0 {
+        if count.is_multiple_of(500) {
             out.flush()?;
             eprint!("\r{count} items");
         }
