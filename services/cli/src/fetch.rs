@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::Message;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use aws_sdk_sqs::Client as Sqs;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::describe;
@@ -281,6 +281,7 @@ async fn poll(sqs: Sqs, queue: Arc<ReplyQueue>, token: String) {
             .receive_message()
             .queue_url(&queue.url)
             .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .wait_time_seconds(if queue_has_waiters(&queue) { 20 } else { 2 })
             .send()
             .await;
@@ -337,7 +338,7 @@ async fn poll(sqs: Sqs, queue: Arc<ReplyQueue>, token: String) {
                         .change_message_visibility()
                         .queue_url(&queue.url)
                         .receipt_handle(receipt)
-                        .visibility_timeout(0)
+                        .visibility_timeout(release_delay(receive_count(&m)))
                         .send()
                         .await;
                 }
@@ -349,6 +350,25 @@ async fn poll(sqs: Sqs, queue: Arc<ReplyQueue>, token: String) {
 
 fn queue_has_waiters(queue: &ReplyQueue) -> bool {
     !queue.state.lock().expect("queue lock").waiters.is_empty()
+}
+
+fn receive_count(m: &Message) -> u32 {
+    m.attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Seconds before another client's reply shows again: at once for the first
+/// receives (its owner is likely polling), then longer, so a reply whose owner
+/// is gone does not keep this poller spinning on it.
+fn release_delay(receive_count: u32) -> i32 {
+    if receive_count <= 3 {
+        0
+    } else {
+        receive_count.min(30) as i32
+    }
 }
 
 #[cfg(test)]
@@ -372,5 +392,13 @@ mod tests {
         assert_eq!(d(r#"{"nonce":7,"data":{}}"#), Disposition::Release);
         assert_eq!(d("not json"), Disposition::Ignore);
         assert_eq!(d(r#"{"data":{}}"#), Disposition::Ignore);
+    }
+
+    #[test]
+    fn orphaned_replies_are_released_ever_more_slowly() {
+        assert_eq!(release_delay(1), 0);
+        assert_eq!(release_delay(3), 0);
+        assert_eq!(release_delay(10), 10);
+        assert_eq!(release_delay(500), 30);
     }
 }
