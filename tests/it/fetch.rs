@@ -341,3 +341,23 @@ async fn the_http_bridge_returns_the_document() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_fetch_prints_the_document_and_fails_on_a_missing_one() {
+    let stack = stack(true).await;
+    put_document(&stack, json!({"id": "cli-doc", "title": "from the CLI"})).await;
+    let (code, out) = stack
+        .run_once("lambdaless", &["fetch", "cli-doc", "--user", USER], &[])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"title\": \"from the CLI\""), "{out}");
+    let (code, out) = stack
+        .run_once(
+            "lambdaless",
+            &["fetch", "gone", "--user", USER, "--timeout", "20"],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("document \"gone\" not found"), "{out}");
+}

@@ -217,4 +217,25 @@ async fn bad_parameters_and_tables_are_refused_and_dump_writes_artists() {
     }
     let ids: HashSet<_> = artists.iter().map(|a| a["id"].clone()).collect();
     assert_eq!(ids.len(), 120);
+
+    // The CLI prints the same stream as NDJSON, with its count on stderr.
+    let url = format!("http://{}:8081", stack.service("streamer").name);
+    let (code, out) = stack
+        .run_once(
+            "lambdaless",
+            &["stream", "artists", "--segments", "3"],
+            &[
+                ("LAMBDALESS_STREAMER_URL", &url),
+                ("LAMBDALESS_API_KEY", API_KEY),
+            ],
+        )
+        .await;
+    assert_eq!(code, 0, "{out}");
+    let printed: HashSet<Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].clone())
+        .collect();
+    assert_eq!(printed, ids);
+    assert!(out.contains("120 items"), "{out}");
 }
