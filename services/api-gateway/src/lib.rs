@@ -4,6 +4,8 @@
 //! This revision serves health and metrics on the service port and checks its
 //! dependencies; the routes arrive with their issues.
 
+pub mod fetch;
+
 use std::net::SocketAddr;
 
 use lambdaless_contracts::{names, Names};

@@ -4,4 +4,7 @@
 //! what Compose runs once before the workers start, and what the test suite
 //! calls to set up each test's prefixed resources.
 
+pub mod bench;
+pub mod fetch;
 pub mod provision;
+pub mod stream;

@@ -32,6 +32,57 @@ enum Command {
         #[arg(long = "user", value_name = "ID")]
         users: Vec<String>,
     },
+    /// Fetch a document through the user's reply queue (seed 1) and print it as JSON.
+    Fetch {
+        /// The document id (`documents.id`).
+        id: String,
+        /// The user whose reply queue `user-queue-USER` receives the answer.
+        #[arg(long)]
+        user: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Stream a table from the streamer as NDJSON on stdout, with a live count on stderr.
+    Stream {
+        /// Logical table name (e.g. artists).
+        table: String,
+        #[arg(long, value_parser = ["scan", "query"], default_value = "scan")]
+        mode: String,
+        /// Hash key value (mode query).
+        #[arg(long)]
+        pk: Option<String>,
+        /// Parallel scan segments (mode scan).
+        #[arg(long)]
+        segments: Option<u32>,
+        #[arg(long)]
+        page_size: Option<u32>,
+        #[command(flatten)]
+        http: HttpArgs,
+    },
+    /// Write N generated artists through the streamer's `POST /dump`.
+    Dump {
+        #[arg(long, default_value_t = 2000)]
+        count: u64,
+        #[command(flatten)]
+        http: HttpArgs,
+    },
+    /// Measure a feature against the raw emulator calls it needs, in the same run.
+    #[command(subcommand)]
+    Bench(lambdaless_cli::bench::Bench),
+}
+
+/// Where the streamer listens and how to authenticate.
+#[derive(clap::Args)]
+struct HttpArgs {
+    #[arg(
+        long,
+        env = "LAMBDALESS_STREAMER_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    url: String,
+    #[arg(long, env = "LAMBDALESS_API_KEY", default_value = "local-dev-key")]
+    api_key: String,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +101,24 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Provision { wait, users } => provision(names, wait, users).await,
+            Command::Fetch { id, user, timeout } => fetch(names, id, user, timeout).await,
+            Command::Stream {
+                table,
+                mode,
+                pk,
+                segments,
+                page_size,
+                http,
+            } => {
+                let mut query = vec![format!("mode={mode}")];
+                query.extend(pk.map(|v| format!("pk={}", lambdaless_cli::stream::encode(&v))));
+                query.extend(segments.map(|v| format!("segments={v}")));
+                query.extend(page_size.map(|v| format!("page_size={v}")));
+                let path = format!("/stream/{table}?{}", query.join("&"));
+                stream(&http.url, &path, &http.api_key).await
+            }
+            Command::Dump { count, http } => dump(&http.url, count, &http.api_key).await,
+            Command::Bench(bench) => bench.run(names).await,
         }
     });
     match result {
@@ -79,5 +148,63 @@ async fn provision(names: Names, wait: u64, users: Vec<String>) -> anyhow::Resul
         report.updated.len(),
         report.unchanged.len()
     );
+    Ok(())
+}
+
+async fn fetch(names: Names, id: String, user: String, timeout: u64) -> anyhow::Result<()> {
+    let sqs = lambdaless_runtime::aws::load().await.sqs;
+    let client = lambdaless_cli::fetch::FetchClient::new(sqs, names);
+    let data = client
+        .fetch(&id, &user, Duration::from_secs(timeout))
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&data)?);
+    Ok(())
+}
+
+async fn stream(url: &str, path: &str, api_key: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut response =
+        lambdaless_cli::stream::request(url, "GET", path, &[("x-api-key", api_key)]).await?;
+    if response.status != 200 {
+        let status = response.status;
+        anyhow::bail!("streamer answered {status}: {}", response.text().await?);
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let started = std::time::Instant::now();
+    let mut count: u64 = 0;
+    while let Some(line) = response.next_line().await? {
+        if line.starts_with("{\"error\"") {
+            out.flush()?;
+            eprintln!();
+            anyhow::bail!("stream ended with an error after {count} items: {line}");
+        }
+        writeln!(out, "{line}")?;
+        count += 1;
+        if count.is_multiple_of(500) {
+            out.flush()?;
+            eprint!("\r{count} items");
+        }
+    }
+    out.flush()?;
+    eprintln!(
+        "\r{count} items in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn dump(url: &str, count: u64, api_key: &str) -> anyhow::Result<()> {
+    let response = lambdaless_cli::stream::request(
+        url,
+        "POST",
+        &format!("/dump?count={count}"),
+        &[("x-api-key", api_key)],
+    )
+    .await?;
+    let status = response.status;
+    let body = response.text().await?;
+    anyhow::ensure!(status == 200, "streamer answered {status}: {body}");
+    println!("{body}");
     Ok(())
 }

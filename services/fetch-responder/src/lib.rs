@@ -2,8 +2,12 @@
 //! looks the document up in `documents`, and replies on the requester's own
 //! `user-queue-*` queue.
 //!
-//! This revision serves health and metrics and checks its dependencies; the
-//! request handling arrives with the request/reply issue.
+//! Several pollers long-poll `fetch-requests` (see [`responder`]); requests
+//! that are malformed or name a reply queue that is not ours are dead-lettered
+//! with the reason, never answered ([`request`]).
+
+pub mod request;
+pub mod responder;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,6 +19,7 @@ use lambdaless_runtime::{admin, shutdown, Readiness, ServiceContext, ServiceSett
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +31,10 @@ pub struct Settings {
     pub prefix: String,
     /// On SIGTERM, how long requests in hand may take to finish.
     pub drain_timeout_secs: u64,
+    /// Concurrent long polls on `fetch-requests` (each handles up to 10 at once).
+    pub pollers: usize,
+    /// Long-poll wait of each receive (0..=20 s).
+    pub wait_secs: i32,
 }
 
 impl Default for Settings {
@@ -35,6 +44,8 @@ impl Default for Settings {
             admin_port: 9090,
             prefix: String::new(),
             drain_timeout_secs: 20,
+            pollers: 4,
+            wait_secs: 20,
         }
     }
 }
@@ -51,6 +62,12 @@ impl ServiceSettings for Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=64).contains(&self.pollers) {
+            return Err(ConfigError::value("pollers", "must be between 1 and 64"));
+        }
+        if !(0..=20).contains(&self.wait_secs) {
+            return Err(ConfigError::value("wait_secs", "must be between 0 and 20"));
+        }
         lambdaless_runtime::config::names(&self.prefix).map(|_| ())
     }
 }
@@ -99,7 +116,26 @@ impl App {
         )?;
         tracing::info!(startup_ms = self.ctx.elapsed_ms(), addr = %admin.local_addr(), "fetch-responder serving health and metrics");
         let tracker = TaskTracker::new();
-        self.ctx.shutdown.cancelled().await;
+        let shutdown = self.ctx.shutdown.clone();
+        let responder = responder::Responder::resolve(
+            &self.aws,
+            &self.names,
+            self.settings.wait_secs,
+            &shutdown,
+        )
+        .await;
+        if let Some(responder) = responder {
+            for poller in 0..self.settings.pollers {
+                let responder = responder.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(
+                    async move { responder.poll_until(shutdown).await }
+                        .instrument(tracing::info_span!("fetch", poller)),
+                );
+            }
+            tracing::info!(pollers = self.settings.pollers, "answering fetch requests");
+        }
+        shutdown.cancelled().await;
         shutdown::drain(
             &tracker,
             Duration::from_secs(self.settings.drain_timeout_secs),

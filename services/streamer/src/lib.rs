@@ -1,11 +1,18 @@
 //! `streamer`: streams DynamoDB query and scan pages over HTTP as NDJSON as
 //! they arrive (seed 5), with bounded memory and backpressure.
 //!
-//! This revision serves health and metrics on the service port and checks its
-//! dependencies; the streaming routes arrive with their issue.
+//! Routes: `GET /stream/{table}` ([`stream`]), `POST /dump` ([`dump`]), both
+//! behind the [`auth`] hook; `/healthz`, `/readyz`, `/metrics` beside them.
+
+pub mod auth;
+pub mod dump;
+pub mod error;
+pub mod stream;
 
 use std::net::SocketAddr;
 
+use axum::routing::{get, post};
+use axum::Router;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
@@ -22,6 +29,8 @@ pub struct Settings {
     /// Prepended to every queue and table name.
     pub prefix: String,
     pub auth: AuthSettings,
+    /// Logical names of the tables that may be streamed.
+    pub tables: Vec<String>,
 }
 
 impl Default for Settings {
@@ -31,6 +40,17 @@ impl Default for Settings {
             port: 8081,
             prefix: String::new(),
             auth: AuthSettings::default(),
+            tables: [
+                names::ARTISTS,
+                names::DOCUMENTS,
+                names::DEVICE_MESSAGES,
+                names::CUSTOMERS,
+                names::PRODUCTS,
+                names::ORDERS,
+                names::ORDER_ITEMS,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
         }
     }
 }
@@ -47,11 +67,31 @@ impl ServiceSettings for Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(t) = self
+            .tables
+            .iter()
+            .find(|t| lambdaless_contracts::schema::table(t).is_none())
+        {
+            return Err(ConfigError::value(
+                "tables",
+                format!("{t:?} is not a lambdaless table"),
+            ));
+        }
         lambdaless_runtime::config::names(&self.prefix).map(|_| ())
     }
 }
 
+/// What the handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub names: Names,
+    /// Allow-listed logical table names.
+    pub tables: std::sync::Arc<[String]>,
+}
+
 pub struct App {
+    settings: Settings,
     ctx: ServiceContext,
     listener: TcpListener,
     aws: AwsClients,
@@ -65,6 +105,7 @@ impl App {
         let names = lambdaless_runtime::config::names(&settings.prefix)?;
         let aws = aws::load().await;
         Ok(Self {
+            settings,
             ctx,
             listener,
             aws,
@@ -84,7 +125,22 @@ impl App {
             self.aws.dynamodb.clone(),
             self.names.name(names::ARTISTS),
         ));
+        let state = AppState {
+            dynamodb: self.aws.dynamodb.clone(),
+            names: self.names.clone(),
+            tables: self.settings.tables.clone().into(),
+        };
+        let authorizer = auth::Authorizer::new(&self.settings.auth);
+        let api = Router::new()
+            .route("/stream/{table}", get(stream::handler))
+            .route("/dump", post(dump::handler))
+            .with_state(state)
+            .layer(axum::middleware::from_fn_with_state(
+                authorizer,
+                auth::require,
+            ));
         let router = admin::router(readiness, self.ctx.metrics.clone())
+            .merge(api)
             .layer(axum::middleware::from_fn(admin::track_http));
         let addr = self.local_addr();
         tracing::info!(startup_ms = self.ctx.elapsed_ms(), %addr, "streamer listening");

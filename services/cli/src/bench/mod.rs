@@ -1,0 +1,103 @@
+//! `lambdaless bench ...`: each benchmark times a feature and, in the same
+//! run, the raw emulator calls that feature cannot do without, and prints a
+//! markdown table with the ratio. Run them against a running stack (the
+//! standard `AWS_*` variables point at its emulator).
+
+mod fetch;
+mod stream;
+
+use std::time::Duration;
+
+use lambdaless_contracts::Names;
+
+#[derive(clap::Subcommand)]
+pub enum Bench {
+    /// Fetch round trip through fetch-responder vs the raw call chain
+    /// (send, receive, delete, GetItem, send, receive, delete).
+    Fetch {
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// Reply-queue user (created if missing).
+        #[arg(long, default_value = "bench")]
+        user: String,
+    },
+    /// Streamer time to first byte, throughput, and peak memory vs raw Scan calls.
+    Stream {
+        #[arg(
+            long,
+            env = "LAMBDALESS_STREAMER_URL",
+            default_value = "http://127.0.0.1:8081"
+        )]
+        url: String,
+        #[arg(long, env = "LAMBDALESS_API_KEY", default_value = "local-dev-key")]
+        api_key: String,
+        /// PID of a streamer running on this host, for its peak RSS (VmHWM).
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Items of the small and the large run.
+        #[arg(long, default_value_t = 2000)]
+        small: u64,
+        #[arg(long, default_value_t = 50_000)]
+        large: u64,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+}
+
+impl Bench {
+    pub async fn run(self, names: Names) -> anyhow::Result<()> {
+        let aws = lambdaless_runtime::aws::load().await;
+        match self {
+            Self::Fetch { rounds, user } => fetch::run(aws, names, rounds, &user).await,
+            Self::Stream {
+                url,
+                api_key,
+                pid,
+                small,
+                large,
+                rounds,
+            } => {
+                stream::run(
+                    aws,
+                    names,
+                    stream::Options {
+                        url,
+                        api_key,
+                        pid,
+                        small,
+                        large,
+                        rounds,
+                    },
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// The `q` quantile (0..=1) of `samples`, sorted in place.
+pub(crate) fn quantile(samples: &mut [Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let idx = ((samples.len() - 1) as f64 * q).round() as usize;
+    samples[idx]
+}
+
+pub(crate) fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_pick_the_nearest_rank() {
+        let mut s: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        assert_eq!(quantile(&mut s, 0.5), Duration::from_millis(51));
+        assert_eq!(quantile(&mut s, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&mut [], 0.5), Duration::ZERO);
+    }
+}

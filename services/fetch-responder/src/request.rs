@@ -1,0 +1,168 @@
+//! The wire form of a fetch request and the checks that decide whether it may
+//! be answered at all. Pure logic, no I/O: everything refused here is
+//! dead-lettered by the responder, never answered.
+
+use serde_json::{Map, Value};
+
+/// A request that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchRequest {
+    pub fetch_id: String,
+    /// Name (last URL path segment) of the reply queue; it is resolved by
+    /// name because the host in the URL depends on who built it.
+    pub reply_queue: String,
+    /// Echoed back exactly: a JSON string or number.
+    pub nonce: Value,
+}
+
+/// Why a request is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refusal {
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("body is not a JSON object")]
+    NotAnObject,
+    #[error("field `{0}` is missing")]
+    Missing(&'static str),
+    #[error("field `{0}` must be a non-empty string")]
+    NotAString(&'static str),
+    #[error("field `nonce` must be a string or a number")]
+    BadNonce,
+    #[error("reply queue {0:?} is not one of this installation's user queues")]
+    ForeignQueue(String),
+    #[error("reply queue {0:?} does not exist")]
+    NoSuchQueue(String),
+}
+
+impl Refusal {
+    /// Short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotJson(_) | Self::NotAnObject | Self::Missing(_) | Self::NotAString(_) => {
+                "malformed"
+            }
+            Self::BadNonce => "bad_nonce",
+            Self::ForeignQueue(_) | Self::NoSuchQueue(_) => "foreign_queue",
+        }
+    }
+}
+
+fn string_field(map: &Map<String, Value>, field: &'static str) -> Result<String, Refusal> {
+    match map.get(field) {
+        None | Some(Value::Null) => Err(Refusal::Missing(field)),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(_) => Err(Refusal::NotAString(field)),
+    }
+}
+
+/// Parses and checks a request body; `user_queue_prefix` is
+/// `{prefix}user-queue-` of this installation.
+pub fn parse(body: &str, user_queue_prefix: &str) -> Result<FetchRequest, Refusal> {
+    let value: Value = serde_json::from_str(body).map_err(|e| Refusal::NotJson(e.to_string()))?;
+    let Value::Object(map) = value else {
+        return Err(Refusal::NotAnObject);
+    };
+    let fetch_id = string_field(&map, "fetch_id")?;
+    let url = string_field(&map, "sqs_queue_url")?;
+    let nonce = match map.get("nonce") {
+        None | Some(Value::Null) => return Err(Refusal::Missing("nonce")),
+        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
+        Some(_) => return Err(Refusal::BadNonce),
+    };
+    let reply_queue = queue_name(&url)
+        .filter(|name| is_user_queue(name, user_queue_prefix))
+        .ok_or(Refusal::ForeignQueue(url))?;
+    Ok(FetchRequest {
+        fetch_id,
+        reply_queue,
+        nonce,
+    })
+}
+
+/// The queue name of a queue URL: its last path segment.
+pub fn queue_name(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next()?;
+    let name = path.trim_end_matches('/').rsplit('/').next()?;
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// `{prefix}user-queue-<id>` with a non-empty id of valid queue-name characters.
+fn is_user_queue(name: &str, user_queue_prefix: &str) -> bool {
+    name.strip_prefix(user_queue_prefix).is_some_and(|id| {
+        !id.is_empty()
+            && name.len() <= 80
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const P: &str = "p1-user-queue-";
+
+    fn body(v: Value) -> String {
+        v.to_string()
+    }
+
+    #[test]
+    fn accepts_string_and_number_nonces_and_any_host() {
+        let r = parse(
+            &body(json!({"fetch_id": "a", "sqs_queue_url": "http://localhost:4566/000000000000/p1-user-queue-u1", "nonce": 42})),
+            P,
+        )
+        .unwrap();
+        assert_eq!(r.reply_queue, "p1-user-queue-u1");
+        assert_eq!(r.nonce, json!(42));
+        let r = parse(
+            &body(json!({"fetch_id": "a", "sqs_queue_url": "https://sqs.eu-west-1.amazonaws.com/1/p1-user-queue-u1/", "nonce": "x"})),
+            P,
+        )
+        .unwrap();
+        assert_eq!(r.nonce, json!("x"));
+        assert_eq!(r.reply_queue, "p1-user-queue-u1");
+    }
+
+    #[test]
+    fn refuses_garbage_and_foreign_queues() {
+        let url = "http://h/0/p1-user-queue-u1";
+        assert!(matches!(parse("nope", P), Err(Refusal::NotJson(_))));
+        assert_eq!(parse("[1]", P), Err(Refusal::NotAnObject));
+        assert_eq!(
+            parse(&body(json!({"sqs_queue_url": url, "nonce": 1})), P),
+            Err(Refusal::Missing("fetch_id"))
+        );
+        assert_eq!(
+            parse(
+                &body(json!({"fetch_id": 5, "sqs_queue_url": url, "nonce": 1})),
+                P
+            ),
+            Err(Refusal::NotAString("fetch_id"))
+        );
+        for nonce in [json!(true), json!({"a": 1}), json!([1])] {
+            assert_eq!(
+                parse(
+                    &body(json!({"fetch_id": "a", "sqs_queue_url": url, "nonce": nonce})),
+                    P
+                ),
+                Err(Refusal::BadNonce)
+            );
+        }
+        for foreign in [
+            "http://h/0/fetch-requests",
+            "http://h/0/user-queue-u1",
+            "http://h/0/p2-user-queue-u1",
+            "http://h/0/p1-user-queue-",
+            "",
+        ] {
+            let r = parse(
+                &body(json!({"fetch_id": "a", "sqs_queue_url": foreign, "nonce": 1})),
+                P,
+            );
+            assert!(r.is_err(), "{foreign} accepted");
+        }
+    }
+}
