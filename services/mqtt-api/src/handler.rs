@@ -8,6 +8,7 @@ use lambdaless_contracts::topics::{self, RequestTopic};
 use lambdaless_runtime::mqtt::MqttConnection;
 use rumqttc::{Publish, QoS};
 use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::ops::Operations;
 
@@ -52,8 +53,8 @@ pub(crate) fn classify<'t>(
 }
 
 impl Handler {
-    /// Answers `publish`, then acknowledges it (manual acks).
-    pub(crate) async fn handle(&self, publish: Publish) {
+    /// Answers `publish`; `done` then lets the acknowledger ack it.
+    pub(crate) async fn handle(&self, publish: Publish, done: oneshot::Sender<()>) {
         let started = Instant::now();
         let topic = publish.topic.clone();
         let (answer_topic, answer, op, outcome) =
@@ -91,13 +92,27 @@ impl Handler {
         {
             tracing::warn!(error = %e, "answer not queued");
         }
-        if let Err(e) = self.mqtt.client.ack(&publish).await {
-            tracing::warn!(error = %e, "request not acknowledged");
-        }
+        let _ = done.send(());
         metrics::counter!("mqtt_api_requests_total", "op" => op.clone(), "outcome" => outcome)
             .increment(1);
         metrics::histogram!("mqtt_api_request_seconds", "op" => op)
             .record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Acknowledges requests in the order they arrived, each once its answer is
+/// queued. rumqttd 0.20 disconnects a client whose PUBACKs come out of order,
+/// and requests finish out of order when handled concurrently.
+pub(crate) async fn acknowledge_in_order(
+    mqtt: MqttConnection,
+    mut pending: mpsc::UnboundedReceiver<(Publish, oneshot::Receiver<()>)>,
+) {
+    while let Some((publish, done)) = pending.recv().await {
+        // An Err means the handler was dropped: ack anyway so later acks flow.
+        let _ = done.await;
+        if let Err(e) = mqtt.client.ack(&publish).await {
+            tracing::warn!(error = %e, "request not acknowledged");
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //!
 //! Requests are received with manual acknowledgements and handled
 //! concurrently up to `max_in_flight`; each is acknowledged after its answer
-//! is queued for publishing. On SIGTERM the service unsubscribes, answers
+//! is queued for publishing, in arrival order (rumqttd 0.20 drops a client
+//! whose acknowledgements come out of order). On SIGTERM the service unsubscribes, answers
 //! what it already received, and exits. The runtime's MQTT connection
 //! reconnects and resubscribes after a broker restart by itself.
 //!
@@ -159,17 +160,26 @@ impl App {
         };
         let permits = Arc::new(Semaphore::new(settings.max_in_flight));
         let tracker = TaskTracker::new();
+        let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
+        let acker = tokio::spawn(handler::acknowledge_in_order(
+            mqtt.connection.clone(),
+            ack_rx,
+        ));
         let spawn = |publish: rumqttc::Publish| {
             let handler = handler.clone();
             let permits = permits.clone();
-            async {
+            let ack_tx = ack_tx.clone();
+            let tracker = tracker.clone();
+            async move {
                 let permit = permits
                     .acquire_owned()
                     .await
                     .expect("semaphore never closes");
+                let (done, answered) = tokio::sync::oneshot::channel();
+                let _ = ack_tx.send((publish.clone(), answered));
                 tracker.spawn(
                     async move {
-                        handler.handle(publish).await;
+                        handler.handle(publish, done).await;
                         drop(permit);
                     }
                     .instrument(tracing::debug_span!("request")),
@@ -199,6 +209,8 @@ impl App {
             spawn(p).await;
         }
         shutdown::drain(&tracker, Duration::from_secs(settings.drain_timeout_secs)).await;
+        drop(ack_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), acker).await;
         // Let the last answers and acks leave before disconnecting.
         tokio::time::sleep(Duration::from_millis(200)).await;
         mqtt_stop.cancel();
