@@ -403,3 +403,50 @@ async fn answers_the_first_request_after_the_broker_restarts() {
     assert_eq!(topic, "response/query/after");
     assert_eq!(a["error"], "No messages available");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_device_commands_wait_for_and_print_the_answers() {
+    let (stack, _c) = api_stack().await;
+    let broker = stack.broker().name.clone();
+    let cli = |args: Vec<String>| {
+        let stack = &stack;
+        let broker = broker.clone();
+        async move {
+            let mut full = vec!["device".to_owned(), "--mqtt-host".to_owned(), broker];
+            full.extend(args);
+            let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+            stack.run_once("lambdaless", &refs, &[]).await
+        }
+    };
+    let (code, out) = cli(vec!["send".into(), "cliThing".into()]).await;
+    assert_eq!(code, 0, "{out}");
+    let id = out.trim().lines().last().unwrap().to_owned();
+    assert!(id.contains('-'), "{out}");
+
+    let (code, out) = cli(vec!["query".into(), "cliThing".into()]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("\"newestMessageId\": \"{id}\"")),
+        "{out}"
+    );
+    let (code, out) = cli(vec!["get".into(), "cliThing".into(), id.clone()]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"thingName\": \"cliThing\""), "{out}");
+    let (code, out) = cli(vec!["next".into(), "cliThing".into(), id.clone()]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("No newer messages available"), "{out}");
+    let (code, out) = cli(vec!["delete".into(), "cliThing".into(), id.clone()]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli(vec!["get".into(), "cliThing".into(), id]).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("Message not available"), "{out}");
+    let (code, out) = cli(vec![
+        "send".into(),
+        "cliThing".into(),
+        "other".into(),
+        r#"{"on":true}"#.into(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("sqsMessageId"), "{out}");
+}

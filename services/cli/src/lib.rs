@@ -4,4 +4,5 @@
 //! what Compose runs once before the workers start, and what the test suite
 //! calls to set up each test's prefixed resources.
 
+pub mod device;
 pub mod provision;

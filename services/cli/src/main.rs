@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use lambdaless_cli::provision::Provisioner;
 use lambdaless_contracts::Names;
 
+mod cli_device;
+
 #[derive(Parser)]
 #[command(
     name = "lambdaless",
@@ -32,6 +34,8 @@ enum Command {
         #[arg(long = "user", value_name = "ID")]
         users: Vec<String>,
     },
+    /// Seed 2 device messages: send, query, get, next, delete, watch (waits for answers).
+    Device(cli_device::DeviceArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Provision { wait, users } => provision(names, wait, users).await,
+            Command::Device(args) => cli_device::run(args, names).await,
         }
     });
     match result {
