@@ -4,5 +4,6 @@
 //! what Compose runs once before the workers start, and what the test suite
 //! calls to set up each test's prefixed resources.
 
+pub mod bench;
 pub mod device;
 pub mod provision;

@@ -36,6 +36,29 @@ enum Command {
     },
     /// Seed 2 device messages: send, query, get, next, delete, watch (waits for answers).
     Device(cli_device::DeviceArgs),
+    /// Benchmarks of seed 2 (devices, mqtt-get) against raw emulator calls.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// mover's devices pipeline vs the raw batch loop vs one-at-a-time.
+    Devices {
+        #[command(flatten)]
+        mqtt: lambdaless_cli::device::MqttArgs,
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        #[arg(long, default_value_t = 2)]
+        pollers: usize,
+    },
+    /// mqtt-api `get` round trip vs a raw GetItem.
+    MqttGet {
+        #[command(flatten)]
+        mqtt: lambdaless_cli::device::MqttArgs,
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +78,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Provision { wait, users } => provision(names, wait, users).await,
             Command::Device(args) => cli_device::run(args, names).await,
+            Command::Bench(BenchCommand::Devices {
+                mqtt,
+                messages,
+                pollers,
+            }) => lambdaless_cli::bench::devices::run(&mqtt, messages, pollers).await,
+            Command::Bench(BenchCommand::MqttGet { mqtt, samples }) => {
+                lambdaless_cli::bench::mqtt_get::run(&mqtt, samples).await
+            }
         }
     });
     match result {
