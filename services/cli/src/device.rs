@@ -67,6 +67,9 @@ impl Session {
         options.set_keep_alive(Duration::from_secs(30));
         options.set_max_packet_size(256 * 1024, 256 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let mut filters = vec![topics::response_filter(&token)];
         filters.extend(extra.iter().cloned());
         for f in &filters {
