@@ -131,6 +131,27 @@ impl Running {
         );
     }
 
+    /// Host port mapped to `port` as Docker reports it now (it may change
+    /// when the container is restarted).
+    pub fn current_host_port(&self, port: u16) -> Option<u16> {
+        let out = docker_cli(&["port", self.container.id(), &format!("{port}/tcp")]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("0.0.0.0:") || l.starts_with("127.0.0.1:"))
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|p| p.trim().parse().ok())
+    }
+
+    /// `docker start` again after [`Running::stop`] or a kill.
+    pub fn start_again(&self) {
+        let out = docker_cli(&["start", self.container.id()]);
+        assert!(
+            out.status.success(),
+            "docker start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The container's state: (running, exit code).
     pub fn state(&self) -> (bool, i64) {
         let out = docker_cli(&[
@@ -279,6 +300,34 @@ impl Stack {
         service: &str,
         extra: &[(&str, &str)],
     ) -> &Running {
+        let name = format!("ll-{service}-{}", self.id);
+        self.start_named(service, service, &name, extra).await
+    }
+
+    /// Starts replica `n` of a service (a second container of the same image,
+    /// named `ll-{service}-{n}-{id}`), waits until it is ready, and keeps it
+    /// under the key `{service}#{n}` (see [`Stack::service`]).
+    pub async fn start_replica(
+        &mut self,
+        service: &str,
+        n: usize,
+        extra: &[(&str, &str)],
+    ) -> &Running {
+        let key = format!("{service}#{n}");
+        let name = format!("ll-{service}-{n}-{}", self.id);
+        self.start_named(&key, service, &name, extra).await;
+        let running = &self.services[&key];
+        wait_ready(running, service_port(service)).await;
+        running
+    }
+
+    async fn start_named(
+        &mut self,
+        key: &str,
+        service: &str,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> &Running {
         let mut image = our_image(service).with_exposed_port(service_port(service));
         let uses_mqtt = matches!(service, "mover" | "mqtt-api");
         for (k, v) in self.service_env() {
@@ -293,10 +342,9 @@ impl Stack {
         for (k, v) in extra {
             image = image.with_env_var(*k, *v);
         }
-        let name = format!("ll-{service}-{}", self.id);
-        let running = self.run(&name, image).await;
-        self.services.insert(service.to_owned(), running);
-        &self.services[service]
+        let running = self.run(name, image).await;
+        self.services.insert(key.to_owned(), running);
+        &self.services[key]
     }
 
     /// Starts one of our services and waits until its `/readyz` answers 200.

@@ -1,7 +1,9 @@
 //! The cross-service integration suite: one binary, one module per area.
 //! Each test starts its own [`lambdaless_tests::Stack`] of real containers.
 
+mod devices;
 mod fetch;
 mod foundation;
+mod mqtt_api;
 mod mqtt_client;
 mod stream;

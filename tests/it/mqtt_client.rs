@@ -127,3 +127,21 @@ impl TestClient {
             .expect("publish queued");
     }
 }
+
+impl TestClient {
+    /// Next publish, or `None` after `timeout`.
+    pub(crate) async fn try_next(&mut self, timeout: Duration) -> Option<Publish> {
+        tokio::time::timeout(timeout, self.incoming.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Publishes raw bytes at QoS 1 (for payloads that are not JSON).
+    pub(crate) async fn publish_bytes(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish queued");
+    }
+}

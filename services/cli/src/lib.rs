@@ -5,6 +5,7 @@
 //! calls to set up each test's prefixed resources.
 
 pub mod bench;
+pub mod device;
 pub mod fetch;
 pub mod provision;
 pub mod stream;

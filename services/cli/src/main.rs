@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use lambdaless_cli::provision::Provisioner;
 use lambdaless_contracts::Names;
 
+mod cli_device;
+
 #[derive(Parser)]
 #[command(
     name = "lambdaless",
@@ -67,6 +69,8 @@ enum Command {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Seed 2 device messages: send, query, get, next, delete, watch (waits for answers).
+    Device(cli_device::DeviceArgs),
     /// Measure a feature against the raw emulator calls it needs, in the same run.
     #[command(subcommand)]
     Bench(lambdaless_cli::bench::Bench),
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
             }
             Command::Dump { count, http } => dump(&http.url, count, &http.api_key).await,
             Command::Bench(bench) => bench.run(names).await,
+            Command::Device(args) => cli_device::run(args, names).await,
         }
     });
     match result {

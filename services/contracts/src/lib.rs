@@ -6,6 +6,7 @@
 //! depend on this crate instead of spelling names themselves, so a rename is
 //! one change and a typo is a compile error.
 
+pub mod api;
 pub mod device;
 pub mod names;
 pub mod schema;

@@ -8,6 +8,13 @@
 //! and after `maxReceiveCount` receives lands in the DLQ through the redrive
 //! policy. The stored `messageId` is the same on redelivery, so a redelivered
 //! message overwrites itself.
+//!
+//! A write that takes longer than `extend_visibility_after_secs` extends the
+//! batch's visibility timeout until it is done, so no other poller receives
+//! the messages meanwhile. Metrics: `mover_messages_total{outcome=stored|
+//! failed|dead_lettered}`, `mover_batch_size`, `mover_batch_seconds`,
+//! `mover_write_seconds`, `mover_visibility_extensions_total`,
+//! `mover_notifications_dropped_total`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_dynamodb::primitives::DateTime;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
-    SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use lambdaless_contracts::device::{self, DeviceKeys, Notification, DLQ_REASON_ATTRIBUTE};
 use lambdaless_contracts::{names, topics, Names};
@@ -41,6 +48,11 @@ pub struct Pipeline {
     table: String,
     keys: DeviceKeys,
     wait_secs: i32,
+    /// While a batch's write is still running after this long, its messages'
+    /// visibility is extended (and again every period after).
+    extend_after: Duration,
+    /// The visibility timeout each extension sets, in seconds.
+    extend_to_secs: i32,
     mqtt: MqttConnection,
 }
 
@@ -75,6 +87,8 @@ impl Pipeline {
                 message_id_key: settings.message_id_key.clone(),
             },
             wait_secs: settings.wait_secs,
+            extend_after: Duration::from_secs(settings.extend_visibility_after_secs),
+            extend_to_secs: settings.visibility_timeout_secs,
             mqtt,
         })
     }
@@ -137,7 +151,12 @@ impl Pipeline {
             self.dead_letter(rejected).await;
         }
         if !ready.is_empty() {
-            self.store(ready).await;
+            let receipts: Vec<String> = ready.iter().map(|r| r.receipt.clone()).collect();
+            let extender = self.keep_invisible(receipts);
+            tokio::select! {
+                () = self.store(ready) => {}
+                () = extender => unreachable!("the extender never ends"),
+            }
         }
         metrics::histogram!("mover_batch_seconds", "pipeline" => "devices")
             .record(started.elapsed().as_secs_f64());
@@ -207,6 +226,7 @@ impl Pipeline {
             requests.push(WriteRequest::builder().put_request(put).build());
         }
 
+        let write_started = Instant::now();
         let mut attempt = 0;
         let mut unwritten: HashSet<(String, String)> = HashSet::new();
         while !requests.is_empty() {
@@ -239,6 +259,8 @@ impl Pipeline {
             tokio::time::sleep(Duration::from_millis(50 * 2u64.pow(attempt))).await;
         }
 
+        metrics::histogram!("mover_write_seconds", "pipeline" => "devices")
+            .record(write_started.elapsed().as_secs_f64());
         let (written, failed): (Vec<&Ready>, Vec<&Ready>) = ready
             .iter()
             .partition(|r| !unwritten.contains(&(r.uuid.clone(), r.message_id.clone())));
@@ -256,6 +278,51 @@ impl Pipeline {
             .increment(written.len() as u64);
         for r in written {
             self.notify(&r.uuid, &r.message_id);
+        }
+    }
+
+    /// Every `extend_after`, pushes the visibility timeout of `receipts` to
+    /// `extend_to_secs` so a slow write is not redelivered to another poller
+    /// meanwhile. Runs until dropped (when the write and delete are done).
+    async fn keep_invisible(&self, receipts: Vec<String>) {
+        loop {
+            tokio::time::sleep(self.extend_after).await;
+            for chunk in receipts.chunks(10) {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        ChangeMessageVisibilityBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(r)
+                            .visibility_timeout(self.extend_to_secs)
+                            .build()
+                            .expect("entry is complete")
+                    })
+                    .collect();
+                match self
+                    .aws
+                    .sqs
+                    .change_message_visibility_batch()
+                    .queue_url(&self.inbound_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        metrics::counter!("mover_visibility_extensions_total", "pipeline" => "devices")
+                            .increment((chunk.len() - out.failed.len()) as u64);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %aws::describe(&e), "cannot extend visibility; a slow write may be redelivered (and rewritten to the same item)");
+                    }
+                }
+            }
+            tracing::info!(
+                messages = receipts.len(),
+                visibility_secs = self.extend_to_secs,
+                "write still running: visibility extended"
+            );
         }
     }
 

@@ -46,6 +46,11 @@ pub struct DevicesSettings {
     pub pollers: usize,
     /// Long-poll wait, 0..=20 s.
     pub wait_secs: i32,
+    /// A batch whose write (with retries) is still running after this many
+    /// seconds gets its visibility timeout extended, and again every period.
+    pub extend_visibility_after_secs: u64,
+    /// The visibility timeout, in seconds, each extension sets.
+    pub visibility_timeout_secs: i32,
     /// Field naming the device; dots reach nested fields.
     pub uuid_key: String,
     /// Field ordering a device's messages; dots reach nested fields.
@@ -58,6 +63,8 @@ impl Default for DevicesSettings {
             enabled: true,
             pollers: 2,
             wait_secs: 20,
+            extend_visibility_after_secs: 10,
+            visibility_timeout_secs: 30,
             uuid_key: DEFAULT_UUID_KEY.to_owned(),
             message_id_key: DEFAULT_MESSAGE_ID_KEY.to_owned(),
         }
@@ -83,6 +90,21 @@ impl ServiceSettings for Settings {
         }
         if !(0..=20).contains(&self.devices.wait_secs) {
             return Err(ConfigError::value("devices.wait_secs", "must be 0..=20"));
+        }
+        if self.devices.extend_visibility_after_secs == 0 {
+            return Err(ConfigError::value(
+                "devices.extend_visibility_after_secs",
+                "must be at least 1",
+            ));
+        }
+        if !(2..=43_200).contains(&self.devices.visibility_timeout_secs)
+            || self.devices.visibility_timeout_secs as u64
+                <= self.devices.extend_visibility_after_secs
+        {
+            return Err(ConfigError::value(
+                "devices.visibility_timeout_secs",
+                "must be 2..=43200 and above extend_visibility_after_secs",
+            ));
         }
         if self.devices.uuid_key.is_empty() || self.devices.message_id_key.is_empty() {
             return Err(ConfigError::value(

@@ -1,21 +1,40 @@
 //! `mqtt-api`: seed 2's request/response API over MQTT. Requests arrive on
 //! `request/{op}/{uuid}[/{messageId}]` through the shared subscription
-//! `$share/mqtt-api/request/#`; answers go to `response/{op}/{token}`.
+//! `$share/mqtt-api/request/#` (replicas split the load); answers go to
+//! `response/{op}/{token}` at QoS 1 (SPEC §3).
 //!
-//! This revision connects to the broker and serves health and metrics; the
-//! operations arrive with the device-messages issue.
+//! Requests are received with manual acknowledgements and handled
+//! concurrently up to `max_in_flight`; each is acknowledged after its answer
+//! is queued for publishing, in arrival order (rumqttd 0.20 drops a client
+//! whose acknowledgements come out of order). On SIGTERM the service unsubscribes, answers
+//! what it already received, and exits. The runtime's MQTT connection
+//! reconnects and resubscribes after a broker restart by itself.
+//!
+//! The broker speaks MQTT 3.1.1 only, so MQTT 5 Response Topic and
+//! Correlation Data are not offered: the token in the payload names the
+//! response topic, as in the seed.
+
+mod handler;
+mod ops;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use lambdaless_contracts::{names, Names};
+use lambdaless_contracts::{names, topics, Names};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::config::{ConfigError, LogSettings, MqttSettings};
 use lambdaless_runtime::{admin, mqtt, shutdown, Readiness, ServiceContext, ServiceSettings};
+use rumqttc::QoS;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::handler::Handler;
+use crate::ops::Operations;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -28,6 +47,10 @@ pub struct Settings {
     pub mqtt: MqttSettings,
     /// On SIGTERM, how long requests in hand may take to finish.
     pub drain_timeout_secs: u64,
+    /// Requests handled at once; more wait (the broker holds them meanwhile).
+    pub max_in_flight: usize,
+    /// Larger request payloads are answered on `response/invalid`.
+    pub max_request_bytes: usize,
 }
 
 impl Default for Settings {
@@ -41,6 +64,8 @@ impl Default for Settings {
                 ..MqttSettings::default()
             },
             drain_timeout_secs: 20,
+            max_in_flight: 64,
+            max_request_bytes: 128 * 1024,
         }
     }
 }
@@ -58,10 +83,21 @@ impl ServiceSettings for Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.mqtt.validate()?;
-        lambdaless_runtime::config::names(&self.prefix).map(|_| ())
+        lambdaless_runtime::config::names(&self.prefix)?;
+        if !(1..=1024).contains(&self.max_in_flight) {
+            return Err(ConfigError::value("max_in_flight", "must be 1..=1024"));
+        }
+        if self.max_request_bytes < 64 || self.max_request_bytes > self.mqtt.max_packet_bytes {
+            return Err(ConfigError::value(
+                "max_request_bytes",
+                "must be between 64 and mqtt.max_packet_bytes",
+            ));
+        }
+        Ok(())
     }
 }
 
+/// A built, not yet running, mqtt-api.
 pub struct App {
     settings: Settings,
     ctx: ServiceContext,
@@ -71,6 +107,7 @@ pub struct App {
 }
 
 impl App {
+    /// Binds the admin port and prepares the clients; no network I/O yet.
     pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
         let admin = admin::bind(settings.admin_port).await?;
         let names = lambdaless_runtime::config::names(&settings.prefix)?;
@@ -90,27 +127,92 @@ impl App {
             .expect("bound listener has an address")
     }
 
+    /// Serves requests until `ctx.shutdown`, then drains and returns.
     pub async fn run(self) -> anyhow::Result<()> {
+        let Self {
+            settings,
+            ctx,
+            admin,
+            aws,
+            names,
+        } = self;
         let mqtt_stop = CancellationToken::new();
-        let mqtt = mqtt::connect(&self.settings.mqtt, Vec::new(), true, mqtt_stop.clone());
+        let mut mqtt = mqtt::connect(
+            &settings.mqtt,
+            vec![(topics::REQUEST_SHARED_FILTER.to_owned(), QoS::AtLeastOnce)],
+            true,
+            mqtt_stop.clone(),
+        );
         let readiness = Readiness::default()
             .with(mqtt.connection.readiness_check())
             .with(aws::dynamodb_check(
-                self.aws.dynamodb.clone(),
-                self.names.name(names::DEVICE_MESSAGES),
+                aws.dynamodb.clone(),
+                names.name(names::DEVICE_MESSAGES),
             ));
-        let admin = admin::ServerHandle::spawn(
-            self.admin,
-            admin::router(readiness, self.ctx.metrics.clone()),
-        )?;
-        tracing::info!(startup_ms = self.ctx.elapsed_ms(), addr = %admin.local_addr(), "mqtt-api serving health and metrics");
+        let admin =
+            admin::ServerHandle::spawn(admin, admin::router(readiness, ctx.metrics.clone()))?;
+        tracing::info!(startup_ms = ctx.elapsed_ms(), addr = %admin.local_addr(), "mqtt-api serving");
+
+        let handler = Handler {
+            ops: Operations::new(aws, &names),
+            mqtt: mqtt.connection.clone(),
+            max_request_bytes: settings.max_request_bytes,
+        };
+        let permits = Arc::new(Semaphore::new(settings.max_in_flight));
         let tracker = TaskTracker::new();
-        self.ctx.shutdown.cancelled().await;
-        shutdown::drain(
-            &tracker,
-            Duration::from_secs(self.settings.drain_timeout_secs),
-        )
-        .await;
+        let (ack_tx, ack_rx) = tokio::sync::mpsc::unbounded_channel();
+        let acker = tokio::spawn(handler::acknowledge_in_order(
+            mqtt.connection.clone(),
+            ack_rx,
+        ));
+        let spawn = |publish: rumqttc::Publish| {
+            let handler = handler.clone();
+            let permits = permits.clone();
+            let ack_tx = ack_tx.clone();
+            let tracker = tracker.clone();
+            async move {
+                let permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closes");
+                let (done, answered) = tokio::sync::oneshot::channel();
+                let _ = ack_tx.send((publish.clone(), answered));
+                tracker.spawn(
+                    async move {
+                        handler.handle(publish, done).await;
+                        drop(permit);
+                    }
+                    .instrument(tracing::debug_span!("request")),
+                );
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => break,
+                publish = mqtt.incoming.recv() => match publish {
+                    Some(p) => spawn(p).await,
+                    None => break,
+                },
+            }
+        }
+
+        // Stop the broker from routing more requests here, then answer what
+        // already arrived (received but unanswered requests would be lost
+        // with this clean session).
+        let _ = mqtt
+            .connection
+            .client
+            .unsubscribe(topics::REQUEST_SHARED_FILTER)
+            .await;
+        let quiet = Duration::from_millis(300);
+        while let Ok(Some(p)) = tokio::time::timeout(quiet, mqtt.incoming.recv()).await {
+            spawn(p).await;
+        }
+        shutdown::drain(&tracker, Duration::from_secs(settings.drain_timeout_secs)).await;
+        drop(ack_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), acker).await;
+        // Let the last answers and acks leave before disconnecting.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         mqtt_stop.cancel();
         let _ = mqtt.task.await;
         admin.shutdown().await?;

@@ -88,6 +88,11 @@ pub fn connect(
         options.set_credentials(user.clone(), password);
     }
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    // Small request/answer packets: without TCP_NODELAY, Nagle and delayed
+    // ACKs add ~40 ms to a round trip.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let connected = Arc::new(AtomicBool::new(false));
     let (tx, incoming) = mpsc::unbounded_channel();
 

@@ -1,0 +1,157 @@
+//! One request, start to end: check size, topic and token, run the
+//! operation, publish the answer at QoS 1, then acknowledge the request.
+
+use std::time::Instant;
+
+use lambdaless_contracts::api::RequestPayload;
+use lambdaless_contracts::topics::{self, RequestTopic};
+use lambdaless_runtime::mqtt::MqttConnection;
+use rumqttc::{Publish, QoS};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ops::Operations;
+
+/// What one request needs besides itself.
+#[derive(Clone)]
+pub(crate) struct Handler {
+    pub(crate) ops: Operations,
+    pub(crate) mqtt: MqttConnection,
+    pub(crate) max_request_bytes: usize,
+}
+
+/// A request that cannot be answered on a token topic, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Invalid(pub(crate) String);
+
+/// Decides where a request is answered: the parsed topic and payload, or
+/// the reason it goes to `response/invalid`. Pure, so tested without a broker.
+pub(crate) fn classify<'t>(
+    topic: &'t str,
+    payload: &[u8],
+    max_bytes: usize,
+) -> Result<(RequestTopic<'t>, RequestPayload, String), Invalid> {
+    if payload.len() > max_bytes {
+        return Err(Invalid(format!(
+            "payload of {} bytes is over the limit of {max_bytes}",
+            payload.len()
+        )));
+    }
+    let parsed = topics::parse_request(topic).map_err(|e| Invalid(e.to_string()))?;
+    let request: RequestPayload = match serde_json::from_slice::<Value>(payload) {
+        Ok(v @ Value::Object(_)) => {
+            serde_json::from_value(v).map_err(|e| Invalid(format!("payload: {e}")))?
+        }
+        Ok(_) => return Err(Invalid("payload must be a JSON object".to_owned())),
+        Err(_) => return Err(Invalid("payload is not JSON".to_owned())),
+    };
+    let token = request
+        .usable_token()
+        .ok_or_else(|| Invalid("token missing, empty, too long or containing / + #".to_owned()))?
+        .to_owned();
+    Ok((parsed, request, token))
+}
+
+impl Handler {
+    /// Answers `publish`; `done` then lets the acknowledger ack it.
+    pub(crate) async fn handle(&self, publish: Publish, done: oneshot::Sender<()>) {
+        let started = Instant::now();
+        let topic = publish.topic.clone();
+        let (answer_topic, answer, op, outcome) =
+            match classify(&topic, &publish.payload, self.max_request_bytes) {
+                Ok((parsed, request, token)) => {
+                    let (mut answer, outcome) = self.ops.answer(&parsed, &request).await;
+                    answer["token"] = json!(token);
+                    let op = match parsed {
+                        RequestTopic::Unknown { .. } => "unknown".to_owned(),
+                        ref known => known.op().to_owned(),
+                    };
+                    (
+                        topics::response(parsed.op(), &token),
+                        answer,
+                        op,
+                        outcome.label(),
+                    )
+                }
+                Err(Invalid(reason)) => {
+                    tracing::info!(topic = %truncate(&topic, 200), %reason, "invalid request");
+                    (
+                        topics::RESPONSE_INVALID.to_owned(),
+                        json!({"error": reason, "topic": truncate(&topic, 1024)}),
+                        "invalid".to_owned(),
+                        "invalid",
+                    )
+                }
+            };
+        let bytes = serde_json::to_vec(&answer).expect("answer serializes");
+        if let Err(e) = self
+            .mqtt
+            .client
+            .publish(answer_topic, QoS::AtLeastOnce, false, bytes)
+            .await
+        {
+            tracing::warn!(error = %e, "answer not queued");
+        }
+        let _ = done.send(());
+        metrics::counter!("mqtt_api_requests_total", "op" => op.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("mqtt_api_request_seconds", "op" => op)
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Acknowledges requests in the order they arrived, each once its answer is
+/// queued. rumqttd 0.20 disconnects a client whose PUBACKs come out of order,
+/// and requests finish out of order when handled concurrently.
+pub(crate) async fn acknowledge_in_order(
+    mqtt: MqttConnection,
+    mut pending: mpsc::UnboundedReceiver<(Publish, oneshot::Receiver<()>)>,
+) {
+    while let Some((publish, done)) = pending.recv().await {
+        // An Err means the handler was dropped: ack anyway so later acks flow.
+        let _ = done.await;
+        if let Err(e) = mqtt.client.ack(&publish).await {
+            tracing::warn!(error = %e, "request not acknowledged");
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usable_requests_name_their_token() {
+        let (t, _, token) = classify("request/query/t", br#"{"token":"abc"}"#, 1024).unwrap();
+        assert_eq!(t, RequestTopic::Query { uuid: "t" });
+        assert_eq!(token, "abc");
+        let (t, _, _) = classify("request/nope/t", br#"{"token":"abc"}"#, 1024).unwrap();
+        assert_eq!(t.op(), "nope");
+    }
+
+    #[test]
+    fn unusable_requests_say_why() {
+        let bad = |topic: &str, payload: &[u8]| classify(topic, payload, 64).unwrap_err().0;
+        assert_eq!(bad("request/query/t", b"not json"), "payload is not JSON");
+        assert_eq!(
+            bad("request/query/t", b"[1]"),
+            "payload must be a JSON object"
+        );
+        assert!(bad("request/query/t", br#"{"token":"a/b"}"#).starts_with("token"));
+        assert!(bad("request/query/t", br#"{}"#).starts_with("token"));
+        assert!(bad("request/query/t", &[b' '; 65]).contains("over the limit"));
+        assert!(bad("request/get/t", br#"{"token":"a"}"#).contains("request/get"));
+        assert_eq!(truncate("héllo", 2), "h");
+    }
+}

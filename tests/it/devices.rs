@@ -1,0 +1,179 @@
+//! The `devices` pipeline of `mover` under interruption: stopped with
+//! SIGTERM mid-stream, or killed so that messages it received (and maybe
+//! wrote) are redelivered. Either way every sent message ends up stored
+//! exactly once, and the inbound queue ends empty.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use lambdaless_contracts::names;
+use lambdaless_tests::{docker_cli, eventually, Stack};
+use serde_json::json;
+
+use crate::mqtt_api::queue_url;
+
+const THING: &str = "streamThing";
+
+/// Sends `n` messages for [`THING`] in batches of 10; returns their SQS ids.
+async fn send_stream(stack: &Stack, inbound: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for start in (0..n).step_by(10) {
+        let entries = (start..(start + 10).min(n))
+            .map(|i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(json!({"thingName": THING, "epochTime": i, "seq": i}).to_string())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = stack
+            .aws
+            .sqs
+            .send_message_batch()
+            .queue_url(inbound)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.failed.is_empty(), "{:?}", out.failed);
+        ids.extend(out.successful.into_iter().map(|s| s.message_id));
+    }
+    ids
+}
+
+/// The SQS ids inside every stored messageId of [`THING`] (duplicates kept).
+async fn stored_sqs_ids(stack: &Stack) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut start = None;
+    loop {
+        let out = stack
+            .aws
+            .dynamodb
+            .query()
+            .table_name(stack.names.name(names::DEVICE_MESSAGES))
+            .key_condition_expression("#u = :u")
+            .expression_attribute_names("#u", "uuid")
+            .expression_attribute_values(":u", AttributeValue::S(THING.into()))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in out.items.unwrap_or_default() {
+            let id = item["messageId"].as_s().unwrap();
+            // {epochTime}-{SentTimestamp}-{SQS MessageId}
+            ids.push(id.splitn(3, '-').nth(2).unwrap().to_owned());
+        }
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return ids;
+        }
+    }
+}
+
+async fn queue_depth(stack: &Stack, url: &str) -> u64 {
+    let attrs = stack
+        .aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum()
+}
+
+/// Starts mover, streams `n` messages, interrupts mover with `interrupt`
+/// once some are stored, starts it again, and checks that every message is
+/// stored exactly once and nothing is left queued or dead-lettered.
+async fn interrupted_stream_loses_nothing(interrupt: impl Fn(&lambdaless_tests::Running)) {
+    const N: usize = 300;
+    let mut stack = Stack::start().await;
+    stack.provision().await;
+    let inbound = queue_url(&stack, names::DEVICE_INBOUND).await;
+    // Short visibility: messages the interrupted mover held come back soon.
+    stack
+        .aws
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&inbound)
+        .attributes(QueueAttributeName::VisibilityTimeout, "3")
+        .send()
+        .await
+        .unwrap();
+    stack.start_broker().await;
+    stack
+        .start_service_unchecked(
+            "mover",
+            &[
+                ("LAMBDALESS_DEVICES__POLLERS", "4"),
+                ("LAMBDALESS_DEVICES__EXTEND_VISIBILITY_AFTER_SECS", "1"),
+                ("LAMBDALESS_DEVICES__VISIBILITY_TIMEOUT_SECS", "3"),
+            ],
+        )
+        .await;
+    lambdaless_tests::wait_ready(stack.service("mover"), lambdaless_tests::ADMIN_PORT).await;
+
+    let sent = tokio::join!(send_stream(&stack, &inbound, N), async {
+        eventually(Duration::from_secs(60), "some messages stored", || async {
+            (stored_sqs_ids(&stack).await.len() >= 20).then_some(())
+        })
+        .await;
+        interrupt(stack.service("mover"));
+    })
+    .0;
+    let stored_at_interrupt = stored_sqs_ids(&stack).await.len();
+    assert!(
+        stored_at_interrupt < N,
+        "mover finished before the interruption"
+    );
+    stack.service("mover").start_again();
+
+    eventually(
+        Duration::from_secs(120),
+        "every message stored and the queue empty",
+        || async {
+            let stored = stored_sqs_ids(&stack).await;
+            (stored.len() >= N && queue_depth(&stack, &inbound).await == 0).then_some(())
+        },
+    )
+    .await;
+    let stored = stored_sqs_ids(&stack).await;
+    assert_eq!(
+        stored.len(),
+        N,
+        "an item was written twice under different keys"
+    );
+    let stored: HashSet<String> = stored.into_iter().collect();
+    let sent: HashSet<String> = sent.into_iter().collect();
+    assert_eq!(stored, sent);
+    let dlq = queue_url(&stack, &format!("{}-dlq", names::DEVICE_INBOUND)).await;
+    assert_eq!(queue_depth(&stack, &dlq).await, 0, "nothing dead-lettered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mover_stopped_with_sigterm_mid_stream_loses_nothing() {
+    interrupted_stream_loses_nothing(|mover| {
+        mover.stop(30);
+        let (running, code) = mover.state();
+        assert!(!running);
+        assert_eq!(code, 0, "mover did not exit cleanly:\n{}", mover.logs());
+        assert!(mover.logs().contains("shutdown signal received"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_redelivered_after_a_crash_are_stored_once() {
+    interrupted_stream_loses_nothing(|mover| {
+        let out = docker_cli(&["kill", "-s", "KILL", mover.id()]);
+        assert!(out.status.success());
+    })
+    .await;
+}
