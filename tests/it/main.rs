@@ -3,3 +3,6 @@
 
 mod foundation;
 mod mqtt_client;
+mod graphql;
+mod http;
+mod users;

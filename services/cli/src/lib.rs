@@ -5,3 +5,4 @@
 //! calls to set up each test's prefixed resources.
 
 pub mod provision;
+pub mod seed;

@@ -32,6 +32,27 @@ enum Command {
         #[arg(long = "user", value_name = "ID")]
         users: Vec<String>,
     },
+    /// Load demo data.
+    Seed {
+        #[command(subcommand)]
+        what: SeedWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum SeedWhat {
+    /// Customers, products, orders and order items for the GraphQL API (seed 3),
+    /// including the sample row: order 52 / orderRef 123123 / customer 4567 / notebook_red.
+    Orders {
+        #[arg(long, default_value_t = 100)]
+        customers: usize,
+        #[arg(long, default_value_t = 50)]
+        products: usize,
+        #[arg(long, default_value_t = 1000)]
+        orders: usize,
+        #[arg(long, default_value_t = 3)]
+        items_per_order: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +71,23 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Provision { wait, users } => provision(names, wait, users).await,
+            Command::Seed {
+                what:
+                    SeedWhat::Orders {
+                        customers,
+                        products,
+                        orders,
+                        items_per_order,
+                    },
+            } => {
+                let sizes = lambdaless_cli::seed::Sizes {
+                    customers,
+                    products,
+                    orders,
+                    items_per_order,
+                };
+                seed_orders(names, sizes).await
+            }
         }
     });
     match result {
@@ -78,6 +116,16 @@ async fn provision(names: Names, wait: u64, users: Vec<String>) -> anyhow::Resul
         report.created.len(),
         report.updated.len(),
         report.unchanged.len()
+    );
+    Ok(())
+}
+
+async fn seed_orders(names: Names, sizes: lambdaless_cli::seed::Sizes) -> anyhow::Result<()> {
+    let aws = lambdaless_runtime::aws::load().await;
+    let w = lambdaless_cli::seed::seed_orders(&aws.dynamodb, &names, sizes, true).await?;
+    println!(
+        "seeded: {} customers, {} products, {} orders, {} order items (sample: order 52, customer 4567)",
+        w.customers, w.products, w.orders, w.order_items
     );
     Ok(())
 }

@@ -10,5 +10,6 @@ pub mod device;
 pub mod names;
 pub mod schema;
 pub mod topics;
+pub mod user;
 
 pub use names::Names;
