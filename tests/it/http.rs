@@ -6,24 +6,24 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub struct Reply {
-    pub status: u16,
-    pub headers: HashMap<String, String>,
-    pub body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
 }
 
-pub async fn request(
+pub(crate) async fn request(
     port: u16,
     method: &str,
     path: &str,
@@ -70,7 +70,7 @@ pub async fn request(
 }
 
 /// An HS256 JWT with these claims.
-pub fn jwt(claims: serde_json::Value, secret: &str) -> String {
+pub(crate) fn jwt(claims: serde_json::Value, secret: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
@@ -80,7 +80,7 @@ pub fn jwt(claims: serde_json::Value, secret: &str) -> String {
 }
 
 /// Sum of a Prometheus counter's samples whose line contains all `labels`.
-pub fn counter(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+pub(crate) fn counter(metrics: &str, name: &str, labels: &[&str]) -> f64 {
     metrics
         .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))

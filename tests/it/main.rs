@@ -2,7 +2,7 @@
 //! Each test starts its own [`lambdaless_tests::Stack`] of real containers.
 
 mod foundation;
-mod mqtt_client;
 mod graphql;
 mod http;
+mod mqtt_client;
 mod users;

@@ -42,28 +42,87 @@ async fn users_api_creates_and_reads_users() {
     let r = request(port, "POST", "/users", &[JSON], Some(alice)).await;
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.json()["message"].is_string());
-    let r = request(port, "POST", "/users", &[JSON, ("x-api-key", "wrong")], Some(alice)).await;
+    let r = request(
+        port,
+        "POST",
+        "/users",
+        &[JSON, ("x-api-key", "wrong")],
+        Some(alice),
+    )
+    .await;
     assert_eq!(r.status, 401, "{}", r.body);
-    let r = request(port, "POST", "/users", &[JSON, ("x-api-key", "reader")], Some(alice)).await;
+    let r = request(
+        port,
+        "POST",
+        "/users",
+        &[JSON, ("x-api-key", "reader")],
+        Some(alice),
+    )
+    .await;
     assert_eq!(r.status, 403, "{}", r.body);
-    assert!(r.json()["message"].as_str().unwrap().contains("users:write"));
-    let no_scope = format!("Bearer {}", jwt(json!({"sub":"bob","scope":"users:read"}), SECRET));
-    let r = request(port, "POST", "/users", &[JSON, ("authorization", &no_scope)], Some(alice)).await;
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("users:write"));
+    let no_scope = format!(
+        "Bearer {}",
+        jwt(json!({"sub":"bob","scope":"users:read"}), SECRET)
+    );
+    let r = request(
+        port,
+        "POST",
+        "/users",
+        &[JSON, ("authorization", &no_scope)],
+        Some(alice),
+    )
+    .await;
     assert_eq!(r.status, 403, "{}", r.body);
     let forged = format!("Bearer {}", jwt(json!({"scope":"users:write"}), "other"));
-    let r = request(port, "POST", "/users", &[JSON, ("authorization", &forged)], Some(alice)).await;
+    let r = request(
+        port,
+        "POST",
+        "/users",
+        &[JSON, ("authorization", &forged)],
+        Some(alice),
+    )
+    .await;
     assert_eq!(r.status, 401, "{}", r.body);
-    let scoped = format!("Bearer {}", jwt(json!({"sub":"bob","scopes":["users:write"]}), SECRET));
-    let r = request(port, "POST", "/users", &[JSON, ("authorization", &scoped)], Some(alice)).await;
+    let scoped = format!(
+        "Bearer {}",
+        jwt(json!({"sub":"bob","scopes":["users:write"]}), SECRET)
+    );
+    let r = request(
+        port,
+        "POST",
+        "/users",
+        &[JSON, ("authorization", &scoped)],
+        Some(alice),
+    )
+    .await;
     assert_eq!(r.status, 202, "{}", r.body);
 
     // Validation names the field; refusals share one JSON shape.
     for (body, status, needle) in [
         (r#"{"name":"Al","email":"al@example.com"}"#, 400, "name"),
-        (&*format!(r#"{{"name":"{}","email":"a@example.com"}}"#, "x".repeat(101)), 400, "name"),
-        (r#"{"name":"Alice Smith","email":"not-an-address"}"#, 400, "email"),
+        (
+            &*format!(
+                r#"{{"name":"{}","email":"a@example.com"}}"#,
+                "x".repeat(101)
+            ),
+            400,
+            "name",
+        ),
+        (
+            r#"{"name":"Alice Smith","email":"not-an-address"}"#,
+            400,
+            "email",
+        ),
         (r#"{"name":"Alice Smith"}"#, 400, "email"),
-        (r#"{"name":"Alice Smith","email":"a@example.com","admin":true}"#, 400, "admin"),
+        (
+            r#"{"name":"Alice Smith","email":"a@example.com","admin":true}"#,
+            400,
+            "admin",
+        ),
         ("{not json", 400, ""),
     ] {
         let r = request(port, "POST", "/users", &[JSON, KEY], Some(body)).await;
@@ -71,10 +130,20 @@ async fn users_api_creates_and_reads_users() {
         let message = r.json()["message"].as_str().unwrap().to_owned();
         assert!(message.contains(needle), "{body}: {message}");
     }
-    let r = request(port, "POST", "/users", &[KEY, ("content-type", "text/plain")], Some(alice)).await;
+    let r = request(
+        port,
+        "POST",
+        "/users",
+        &[KEY, ("content-type", "text/plain")],
+        Some(alice),
+    )
+    .await;
     assert_eq!(r.status, 415, "{}", r.body);
     assert!(r.json()["message"].is_string());
-    let huge = format!(r#"{{"name":"{}","email":"a@example.com"}}"#, "x".repeat(64 * 1024));
+    let huge = format!(
+        r#"{{"name":"{}","email":"a@example.com"}}"#,
+        "x".repeat(64 * 1024)
+    );
     let r = request(port, "POST", "/users", &[JSON, KEY], Some(&huge)).await;
     assert_eq!(r.status, 413, "{}", r.body);
     assert!(r.json()["message"].is_string());
@@ -84,7 +153,10 @@ async fn users_api_creates_and_reads_users() {
     assert_eq!(r.status, 202, "{}", r.body);
     let message_id = r.json()["messageId"].as_str().unwrap().to_owned();
     assert_eq!(r.header("x-sqs-message-id"), Some(message_id.as_str()));
-    assert_eq!(r.header("location"), Some(format!("/status/{message_id}").as_str()));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/status/{message_id}").as_str())
+    );
     assert!(r.header("x-request-id").is_some_and(|v| !v.is_empty()));
 
     let status_path = format!("/status/{message_id}");
@@ -100,7 +172,14 @@ async fn users_api_creates_and_reads_users() {
     let user_id = status["userId"].as_str().unwrap().to_owned();
     assert_eq!(user_id, lambdaless_contracts::user::user_id(&message_id));
 
-    let r = request(port, "GET", &format!("/users/{user_id}"), &[("x-api-key", "reader")], None).await;
+    let r = request(
+        port,
+        "GET",
+        &format!("/users/{user_id}"),
+        &[("x-api-key", "reader")],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let user = r.json();
     assert_eq!(user["userId"], user_id.as_str());
@@ -119,9 +198,15 @@ async fn users_api_creates_and_reads_users() {
 
     // 404s with their documented messages; reads need a credential too.
     let r = request(port, "GET", "/users/nobody", &[KEY], None).await;
-    assert_eq!((r.status, r.json()["message"].clone()), (404, json!("user not found")));
+    assert_eq!(
+        (r.status, r.json()["message"].clone()),
+        (404, json!("user not found"))
+    );
     let r = request(port, "GET", "/status/no-such-message", &[KEY], None).await;
-    assert_eq!((r.status, r.json()["message"].clone()), (404, json!("message ID not found")));
+    assert_eq!(
+        (r.status, r.json()["message"].clone()),
+        (404, json!("message ID not found"))
+    );
     let r = request(port, "GET", &format!("/users/{user_id}"), &[], None).await;
     assert_eq!(r.status, 401);
 
@@ -129,7 +214,10 @@ async fn users_api_creates_and_reads_users() {
     let r = request(port, "GET", "/openapi.json", &[], None).await;
     assert_eq!(r.status, 200);
     let doc = r.json();
-    assert_eq!(doc["components"]["schemas"]["CreateUser"]["properties"]["name"]["minLength"], 5);
+    assert_eq!(
+        doc["components"]["schemas"]["CreateUser"]["properties"]["name"]["minLength"],
+        5
+    );
     assert!(doc["paths"]["/status/{messageId}"].is_object());
 
     // CORS preflight is answered before auth.
@@ -167,11 +255,22 @@ async fn a_principal_over_its_rate_gets_429_with_retry_after() {
     }
     let r = request(port, "GET", "/users/nobody", &[KEY], None).await;
     assert_eq!(r.status, 429, "{}", r.body);
-    let retry: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!((1..=5).contains(&retry), "Retry-After {retry}");
     assert!(r.json()["message"].is_string());
     // Another principal has its own bucket.
-    let r = request(port, "GET", "/users/nobody", &[("x-api-key", "reader")], None).await;
+    let r = request(
+        port,
+        "GET",
+        "/users/nobody",
+        &[("x-api-key", "reader")],
+        None,
+    )
+    .await;
     assert_eq!(r.status, 404, "{}", r.body);
     // Health stays outside throttling.
     let r = request(port, "GET", "/healthz", &[], None).await;
@@ -182,7 +281,8 @@ async fn a_principal_over_its_rate_gets_429_with_retry_after() {
 async fn a_redelivered_users_create_message_makes_one_user() {
     let mut stack = Stack::start().await;
     stack.provision().await;
-    let sqs = &stack.aws.sqs;
+    stack.start_broker().await;
+    let sqs = &stack.aws.sqs.clone();
     let url = sqs
         .get_queue_url()
         .queue_name(stack.names.name(names::USERS_CREATE))
@@ -209,7 +309,10 @@ async fn a_redelivered_users_create_message_makes_one_user() {
     let message_id = sent.message_id.unwrap();
     // A first delivery to another consumer, not deleted.
     let first = sqs.receive_message().queue_url(&url).send().await.unwrap();
-    assert_eq!(first.messages.unwrap()[0].message_id.as_deref(), Some(message_id.as_str()));
+    assert_eq!(
+        first.messages.unwrap()[0].message_id.as_deref(),
+        Some(message_id.as_str())
+    );
 
     stack
         .start_service_unchecked("mover", &[("LAMBDALESS_USERS__POLLERS", "4")])
@@ -243,7 +346,10 @@ async fn a_redelivered_users_create_message_makes_one_user() {
                 .send()
                 .await
                 .ok()?;
-            let n = out.attributes?.get(&QueueAttributeName::ApproximateNumberOfMessages)?.clone();
+            let n = out
+                .attributes?
+                .get(&QueueAttributeName::ApproximateNumberOfMessages)?
+                .clone();
             (n == "0").then_some(())
         }
     })
@@ -252,7 +358,10 @@ async fn a_redelivered_users_create_message_makes_one_user() {
     let scan = db.scan().table_name(&table).send().await.unwrap();
     let items = scan.items.unwrap_or_default();
     assert_eq!(items.len(), 1, "exactly one user: {items:?}");
-    assert_eq!(items[0]["sqsMessageId"], AttributeValue::S(message_id.clone()));
+    assert_eq!(
+        items[0]["sqsMessageId"],
+        AttributeValue::S(message_id.clone())
+    );
     let (_, metrics) = lambdaless_tests::http_get(admin, "/metrics").await.unwrap();
     let stored = counter(&metrics, "mover_messages_total", &["users", "stored"]);
     eprintln!("users-create message {message_id} was stored {stored} time(s)");

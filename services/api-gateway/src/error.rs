@@ -50,8 +50,11 @@ impl IntoResponse for ApiError {
         if let ApiError::Unavailable(detail) = &self {
             tracing::warn!(%detail, "dependency unavailable");
         }
-        let mut response =
-            (status, Json(serde_json::json!({"message": self.to_string()}))).into_response();
+        let mut response = (
+            status,
+            Json(serde_json::json!({"message": self.to_string()})),
+        )
+            .into_response();
         match &self {
             ApiError::Throttled(wait) => {
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -114,10 +117,7 @@ where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    ApiError::Unavailable(format!(
-        "{op}: {}",
-        lambdaless_runtime::aws::describe(err)
-    ))
+    ApiError::Unavailable(format!("{op}: {}", lambdaless_runtime::aws::describe(err)))
 }
 
 /// A JSON body kept verbatim next to its parsed form (the users API forwards

@@ -131,15 +131,17 @@ impl App {
             .layer(from_fn(admin::track_http))
             .layer(cors(&s.cors_origins))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let id = req
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", request_id = %id, method = %req.method(),
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let id = req
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", request_id = %id, method = %req.method(),
                     path = %req.uri().path(), principal = tracing::field::Empty)
-            }))
+                }),
+            )
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
     }
 

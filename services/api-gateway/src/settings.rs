@@ -104,7 +104,10 @@ impl ServiceSettings for Settings {
             return Err(ConfigError::value("body_limit_bytes", "must be ≥ 256"));
         }
         if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
-            return Err(ConfigError::value("graphql.max_depth", "limits must be ≥ 1"));
+            return Err(ConfigError::value(
+                "graphql.max_depth",
+                "limits must be ≥ 1",
+            ));
         }
         Ok(())
     }

@@ -46,9 +46,7 @@ impl Throttle {
         let mut buckets = self.buckets.lock().expect("throttle lock");
         if buckets.len() > 100_000 {
             let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst
-            });
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
         }
         let bucket = buckets.entry(who.to_owned()).or_insert(Bucket {
             tokens: self.burst,

@@ -167,7 +167,9 @@ pub async fn create_user(
     let mut headers = HeaderMap::new();
     headers.insert(
         "x-sqs-message-id",
-        message_id.parse().map_err(|_| ApiError::Unavailable("odd MessageId".into()))?,
+        message_id
+            .parse()
+            .map_err(|_| ApiError::Unavailable("odd MessageId".into()))?,
     );
     headers.insert(
         header::LOCATION,
@@ -260,7 +262,9 @@ mod tests {
         let long = user(&"x".repeat(101), "a@b.co").validate().unwrap_err();
         assert!(long.to_string().starts_with("name"));
         assert!(user(&"é".repeat(100), "a@b.co").validate().is_ok());
-        for bad in ["", "alice", "alice@", "@b.co", "a@b", "a b@c.de", "a@b@c.de", "a@-b.de"] {
+        for bad in [
+            "", "alice", "alice@", "@b.co", "a@b", "a b@c.de", "a@b@c.de", "a@-b.de",
+        ] {
             let e = user("Alice Smith", bad).validate().unwrap_err();
             assert!(e.to_string().starts_with("email"), "{bad}");
         }

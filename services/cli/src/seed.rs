@@ -105,7 +105,10 @@ pub fn generate(sizes: Sizes) -> Vec<(&'static str, Vec<Item>)> {
             order_items.push(item(vec![
                 ("orderId", s(order_id.clone())),
                 ("orderItemId", s(k.to_string())),
-                ("productId", s(format!("p{}", 1 + (i * 31 + k) % products_n))),
+                (
+                    "productId",
+                    s(format!("p{}", 1 + (i * 31 + k) % products_n)),
+                ),
                 ("quantity", n(1 + (i + k) % 5)),
             ]));
         }

@@ -73,9 +73,13 @@ fn user_item(
     }
     let id = user_id(sqs_message_id);
     let sent = UNIX_EPOCH + Duration::from_millis(sent_ms);
-    let created_at = DateTime::from(if sent_ms == 0 { SystemTime::now() } else { sent })
-        .fmt(DateTimeFormat::DateTime)
-        .unwrap_or_default();
+    let created_at = DateTime::from(if sent_ms == 0 {
+        SystemTime::now()
+    } else {
+        sent
+    })
+    .fmt(DateTimeFormat::DateTime)
+    .unwrap_or_default();
     let item = HashMap::from([
         ("userId".to_owned(), AttributeValue::S(id.clone())),
         ("name".to_owned(), AttributeValue::S(user.name)),
@@ -145,7 +149,8 @@ impl Pipeline {
 
     async fn process(&self, messages: Vec<Message>) {
         let started = Instant::now();
-        metrics::histogram!("mover_batch_size", "pipeline" => "users").record(messages.len() as f64);
+        metrics::histogram!("mover_batch_size", "pipeline" => "users")
+            .record(messages.len() as f64);
         let mut ready = Vec::new();
         let mut rejected = Vec::new();
         for m in messages {
@@ -211,7 +216,9 @@ impl Pipeline {
                         .and_then(|mut m| m.remove(&self.table))
                         .unwrap_or_default();
                 }
-                Err(e) => tracing::warn!(error = %aws::describe(&e), attempt, "BatchWriteItem failed"),
+                Err(e) => {
+                    tracing::warn!(error = %aws::describe(&e), attempt, "BatchWriteItem failed")
+                }
             }
             if requests.is_empty() {
                 break;
@@ -220,7 +227,13 @@ impl Pipeline {
                 unwritten = requests
                     .iter()
                     .filter_map(|w| {
-                        w.put_request.as_ref()?.item.get("userId")?.as_s().ok().cloned()
+                        w.put_request
+                            .as_ref()?
+                            .item
+                            .get("userId")?
+                            .as_s()
+                            .ok()
+                            .cloned()
                     })
                     .collect();
                 break;
@@ -267,7 +280,12 @@ impl Pipeline {
                 reason.truncate(reason.floor_char_boundary(1024));
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .message_body(m.body.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| " ".to_owned()))
+                    .message_body(
+                        m.body
+                            .clone()
+                            .filter(|b| !b.is_empty())
+                            .unwrap_or_else(|| " ".to_owned()),
+                    )
                     .message_attributes(
                         DLQ_REASON_ATTRIBUTE,
                         MessageAttributeValue::builder()
@@ -289,7 +307,11 @@ impl Pipeline {
             .send()
             .await
         {
-            Ok(out) => out.successful.iter().filter_map(|s| s.id.parse().ok()).collect(),
+            Ok(out) => out
+                .successful
+                .iter()
+                .filter_map(|s| s.id.parse().ok())
+                .collect(),
             Err(e) => {
                 tracing::warn!(error = %aws::describe(&e), "cannot reach the DLQ; messages stay queued");
                 Vec::new()
@@ -348,7 +370,10 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.0, user_id("m-1"));
         assert_eq!(a.1["sqsMessageId"], AttributeValue::S("m-1".into()));
-        assert_eq!(a.1["createdAt"], AttributeValue::S("2023-11-14T22:13:20Z".into()));
+        assert_eq!(
+            a.1["createdAt"],
+            AttributeValue::S("2023-11-14T22:13:20Z".into())
+        );
         assert_ne!(user_item("m-2", body, 0).unwrap().0, a.0);
     }
 

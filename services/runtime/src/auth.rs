@@ -82,8 +82,11 @@ impl IntoResponse for AuthError {
         };
         metrics::counter!("auth_refused_total", "status" => status.as_str().to_owned())
             .increment(1);
-        let mut response =
-            (status, Json(serde_json::json!({"message": self.to_string()}))).into_response();
+        let mut response = (
+            status,
+            Json(serde_json::json!({"message": self.to_string()})),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -146,11 +149,10 @@ impl KeysAndJwt {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.required_spec_claims.clear();
         validation.validate_aud = false;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
-                tracing::debug!(error = %e, "JWT refused");
-                AuthError::Invalid
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+            tracing::debug!(error = %e, "JWT refused");
+            AuthError::Invalid
+        })?;
         let claims = data.claims;
         let mut scopes = BTreeSet::new();
         if let Some(s) = &claims.scope {
@@ -161,7 +163,10 @@ impl KeysAndJwt {
             Some(ScopeList::Text(s)) => scopes.extend(s.split_whitespace().map(str::to_owned)),
             None => {}
         }
-        let id = format!("jwt:{}", claims.sub.unwrap_or_else(|| "anonymous".to_owned()));
+        let id = format!(
+            "jwt:{}",
+            claims.sub.unwrap_or_else(|| "anonymous".to_owned())
+        );
         Ok(Principal::new(id, Some(scopes)))
     }
 }
@@ -181,9 +186,17 @@ impl Authorizer for KeysAndJwt {
 
 fn parse_api_keys(spec: &str) -> Result<HashMap<String, Principal>, ConfigError> {
     let mut keys = HashMap::new();
-    for (n, entry) in spec.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+    for (n, entry) in spec
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .enumerate()
+    {
         let (key, scopes) = entry.split_once('=').ok_or_else(|| {
-            ConfigError::value("auth.api_keys", format!("entry {} is not key=scopes", n + 1))
+            ConfigError::value(
+                "auth.api_keys",
+                format!("entry {} is not key=scopes", n + 1),
+            )
         })?;
         let key = key.trim();
         if key.is_empty() {
@@ -310,7 +323,10 @@ mod tests {
             write.check(&headers("x-api-key", "nope")).await,
             Err(AuthError::Invalid)
         );
-        assert_eq!(write.check(&HeaderMap::new()).await, Err(AuthError::Missing));
+        assert_eq!(
+            write.check(&HeaderMap::new()).await,
+            Err(AuthError::Missing)
+        );
         let read = Guard::new(a, USERS_READ);
         assert!(read.check(&headers("x-api-key", "reader")).await.is_ok());
     }
@@ -330,7 +346,10 @@ mod tests {
         let a: Arc<dyn Authorizer> =
             Arc::new(KeysAndJwt::from_settings(&settings("", Some("s3cret"))).unwrap());
         let g = Guard::new(a, ORDERS_READ);
-        let ok = token(serde_json::json!({"sub":"u1","scope":"orders:read"}), "s3cret");
+        let ok = token(
+            serde_json::json!({"sub":"u1","scope":"orders:read"}),
+            "s3cret",
+        );
         let p = g
             .check(&headers("authorization", &format!("Bearer {ok}")))
             .await

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use async_graphql::{ComplexObject, Context, EmptyMutation, EmptySubscription, Object, Result,
-    SimpleObject, ID};
+use async_graphql::{
+    ComplexObject, Context, EmptyMutation, EmptySubscription, Object, Result, SimpleObject, ID,
+};
 use lambdaless_contracts::schema::ORDERS_BY_CUSTOMER;
 
 use super::store::{n, s, Item, Store, StoreError};
@@ -114,7 +115,11 @@ impl Loader<String> for ProductLoader {
     type Value = Product;
     type Error = StoreError;
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Product>, StoreError> {
-        let items = self.0.store.batch_get(&self.0.tables.products, "productId", keys).await?;
+        let items = self
+            .0
+            .store
+            .batch_get(&self.0.tables.products, "productId", keys)
+            .await?;
         Ok(items.into_iter().map(|(k, v)| (k, product(&v))).collect())
     }
 }
@@ -123,7 +128,11 @@ impl Loader<String> for CustomerLoader {
     type Value = Customer;
     type Error = StoreError;
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Customer>, StoreError> {
-        let items = self.0.store.batch_get(&self.0.tables.customers, "customerId", keys).await?;
+        let items = self
+            .0
+            .store
+            .batch_get(&self.0.tables.customers, "customerId", keys)
+            .await?;
         Ok(items.into_iter().map(|(k, v)| (k, customer(&v))).collect())
     }
 }
@@ -132,7 +141,11 @@ impl Loader<String> for OrderLoader {
     type Value = Order;
     type Error = StoreError;
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Order>, StoreError> {
-        let items = self.0.store.batch_get(&self.0.tables.orders, "orderId", keys).await?;
+        let items = self
+            .0
+            .store
+            .batch_get(&self.0.tables.orders, "orderId", keys)
+            .await?;
         Ok(items.into_iter().map(|(k, v)| (k, order(&v))).collect())
     }
 }
@@ -151,7 +164,9 @@ impl Loader<String> for ItemsLoader {
             list.sort_by(|a, b| a.order_item_id.cmp(&b.order_item_id));
             Ok::<_, StoreError>((k.clone(), list))
         });
-        futures::future::try_join_all(queries).await.map(|v| v.into_iter().collect())
+        futures::future::try_join_all(queries)
+            .await
+            .map(|v| v.into_iter().collect())
     }
 }
 
@@ -163,13 +178,20 @@ impl Loader<String> for CustomerOrdersLoader {
             let items = self
                 .0
                 .store
-                .query(&self.0.tables.orders, Some(ORDERS_BY_CUSTOMER), "customerId", k)
+                .query(
+                    &self.0.tables.orders,
+                    Some(ORDERS_BY_CUSTOMER),
+                    "customerId",
+                    k,
+                )
                 .await?;
             let mut list: Vec<Order> = items.iter().map(order).collect();
             list.sort_by(|a, b| a.order_id.cmp(&b.order_id));
             Ok::<_, StoreError>((k.clone(), list))
         });
-        futures::future::try_join_all(queries).await.map(|v| v.into_iter().collect())
+        futures::future::try_join_all(queries)
+            .await
+            .map(|v| v.into_iter().collect())
     }
 }
 
@@ -207,7 +229,11 @@ impl Query {
     }
 
     async fn order_items(&self, ctx: &Context<'_>, order_id: ID) -> Result<Vec<OrderItem>> {
-        Ok(loaders(ctx).items.load_one(order_id.0).await?.unwrap_or_default())
+        Ok(loaders(ctx)
+            .items
+            .load_one(order_id.0)
+            .await?
+            .unwrap_or_default())
     }
 
     async fn orders(&self, ctx: &Context<'_>, customer_id: ID) -> Result<Vec<Order>> {
@@ -245,7 +271,13 @@ impl Order {
             .customers
             .load_one(self.customer_id.clone())
             .await?
-            .ok_or_else(|| format!("customer {} of order {} not found", self.customer_id, self.order_id.0).into())
+            .ok_or_else(|| {
+                format!(
+                    "customer {} of order {} not found",
+                    self.customer_id, self.order_id.0
+                )
+                .into()
+            })
     }
 
     async fn items(&self, ctx: &Context<'_>) -> Result<Vec<OrderItem>> {
@@ -259,7 +291,11 @@ impl Order {
     /// Sum of quantity × price over the order's items.
     async fn total(&self, ctx: &Context<'_>) -> Result<f64> {
         let l = loaders(ctx);
-        let items = l.items.load_one(self.order_id.0.clone()).await?.unwrap_or_default();
+        let items = l
+            .items
+            .load_one(self.order_id.0.clone())
+            .await?
+            .unwrap_or_default();
         let products = l
             .products
             .load_many(items.iter().map(|i| i.product_id.clone()))

@@ -128,7 +128,11 @@ impl Store {
                         tracing::warn!(error = %aws::describe(&e), operation = "BatchGetItem", "read failed");
                         StoreError
                     })?;
-                for item in out.responses.and_then(|mut r| r.remove(table)).unwrap_or_default() {
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(table))
+                    .unwrap_or_default()
+                {
                     if let Some(AttributeValue::S(id)) = item.get(key_attr) {
                         fetched.insert(id.clone(), item);
                     }
