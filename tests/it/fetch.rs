@@ -306,17 +306,15 @@ async fn garbage_requests_leave_the_responder_healthy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_bridge_returns_the_document() {
-    let stack = stack(true).await;
+    let mut stack = stack(true).await;
     put_document(&stack, json!({"id": "web", "title": "over http"})).await;
-    let client = FetchClient::new(stack.aws.sqs.clone(), stack.names.clone());
-    let router = api_gateway::fetch::routes(client, WAIT);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let gateway = stack.start_service("api-gateway").await;
+    let base = format!("http://127.0.0.1:{}", gateway.host_port(8080).await);
     let get = |path: &'static str, user: Option<&'static str>| {
         let base = base.clone();
         async move {
-            let headers: Vec<(&str, &str)> = user.map(|u| ("x-user-id", u)).into_iter().collect();
+            let mut headers: Vec<(&str, &str)> = vec![("x-api-key", lambdaless_tests::API_KEY)];
+            headers.extend(user.map(|u| ("x-user-id", u)));
             let r = lambdaless_cli::stream::request(&base, "GET", path, &headers)
                 .await
                 .unwrap();
@@ -337,9 +335,15 @@ async fn the_http_bridge_returns_the_document() {
     let (status, body) = get("/fetch/web", Some("nobody")).await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("does not exist"),
+        body["message"].as_str().unwrap().contains("does not exist"),
         "{body}"
     );
+    // The bridge sits behind the gateway's authorizer.
+    let anonymous =
+        lambdaless_cli::stream::request(&base, "GET", "/fetch/web", &[("x-user-id", USER)])
+            .await
+            .unwrap();
+    assert_eq!(anonymous.status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

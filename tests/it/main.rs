@@ -4,6 +4,9 @@
 mod devices;
 mod fetch;
 mod foundation;
+mod graphql;
+mod http;
 mod mqtt_api;
 mod mqtt_client;
 mod stream;
+mod users;

@@ -1,63 +1,53 @@
 //! `api-gateway`: the HTTP front door (seed 4 users API, seed 3 GraphQL orders
 //! API, seed 1 fetch bridge) with authentication, throttling and OpenAPI.
 //!
-//! This revision serves health and metrics on the service port and checks its
-//! dependencies; the routes arrive with their issues.
+//! Layers, outermost first: request id (set, echoed, in every log line's
+//! span) → CORS → HTTP metrics → body limit → per route group: the
+//! authorizer with the group's scope, then the per-principal throttle.
+//! `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and the playground page
+//! need no credentials.
+
+pub mod error;
+pub mod graphql;
+pub mod openapi;
+mod settings;
+pub mod throttle;
+pub mod users;
 
 pub mod fetch;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method, Request};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::get;
+use axum::Router;
 use lambdaless_contracts::{names, Names};
+use lambdaless_runtime::auth::{self, Authorizer, Guard, KeysAndJwt};
 use lambdaless_runtime::aws::{self, AwsClients};
-use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
-use lambdaless_runtime::{admin, Readiness, ServiceContext, ServiceSettings};
-use serde::Deserialize;
+use lambdaless_runtime::{admin, Readiness, ServiceContext};
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
-    pub log: LogSettings,
-    /// The service port; also serves `/healthz`, `/readyz`, `/metrics`.
-    pub port: u16,
-    /// Prepended to every queue and table name.
-    pub prefix: String,
-    pub auth: AuthSettings,
-}
+use crate::error::ApiError;
+use crate::throttle::Throttle;
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            log: LogSettings::default(),
-            port: 8080,
-            prefix: String::new(),
-            auth: AuthSettings::default(),
-        }
-    }
-}
+pub use settings::{GraphqlSettings, Settings, ThrottleSettings};
 
-impl ServiceSettings for Settings {
-    const SERVICE: &'static str = "api-gateway";
-
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    fn health_port(&self) -> u16 {
-        self.port
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        lambdaless_runtime::config::names(&self.prefix).map(|_| ())
-    }
-}
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub struct App {
+    settings: Settings,
     ctx: ServiceContext,
     listener: TcpListener,
     aws: AwsClients,
     names: Names,
+    authorizer: Arc<dyn Authorizer>,
 }
 
 impl App {
@@ -65,12 +55,15 @@ impl App {
     pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
         let listener = admin::bind(settings.port).await?;
         let names = lambdaless_runtime::config::names(&settings.prefix)?;
+        let authorizer: Arc<dyn Authorizer> = Arc::new(KeysAndJwt::from_settings(&settings.auth)?);
         let aws = aws::load().await;
         Ok(Self {
+            settings,
             ctx,
             listener,
             aws,
             names,
+            authorizer,
         })
     }
 
@@ -80,8 +73,44 @@ impl App {
             .expect("bound listener has an address")
     }
 
-    /// Serves until `ctx.shutdown`, then lets in-flight requests finish.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// The whole HTTP surface.
+    pub fn router(&self) -> Router {
+        let s = &self.settings;
+        let throttle = Throttle::new(s.throttle.rate_per_sec, s.throttle.burst);
+        let guarded = |router: Router, scope: &'static str| {
+            router
+                .route_layer(from_fn_with_state(throttle.clone(), throttle::limit))
+                .route_layer(from_fn_with_state(
+                    Guard::new(self.authorizer.clone(), scope),
+                    auth::require,
+                ))
+        };
+
+        let users_state = users::UsersState {
+            aws: self.aws.clone(),
+            queue: self.names.name(names::USERS_CREATE),
+            queue_url: Arc::default(),
+            table: self.names.name(names::USERS),
+        };
+        let (write, read) = users::router(users_state);
+
+        let source = graphql::schema::Source {
+            store: Arc::new(graphql::store::Store {
+                db: self.aws.dynamodb.clone(),
+                cache: graphql::store::Cache::new(
+                    Duration::from_secs(s.graphql.cache_ttl_secs),
+                    s.graphql.cache_capacity,
+                ),
+            }),
+            tables: graphql::schema::Tables {
+                customers: self.names.name(names::CUSTOMERS),
+                products: self.names.name(names::PRODUCTS),
+                orders: self.names.name(names::ORDERS),
+                order_items: self.names.name(names::ORDER_ITEMS),
+            },
+        };
+        let gql = graphql::GraphqlState::new(source, s.graphql.max_depth, s.graphql.max_complexity);
+
         let readiness = Readiness::default()
             .with(aws::sqs_check(
                 self.aws.sqs.clone(),
@@ -91,11 +120,76 @@ impl App {
                 self.aws.dynamodb.clone(),
                 self.names.name(names::USERS),
             ));
-        let router = admin::router(readiness, self.ctx.metrics.clone())
-            .layer(axum::middleware::from_fn(admin::track_http));
+
+        Router::new()
+            .merge(guarded(write, auth::USERS_WRITE))
+            .merge(guarded(read, auth::USERS_READ))
+            .merge(guarded(graphql::router(gql.clone()), auth::ORDERS_READ))
+            .merge(guarded(
+                fetch::routes(
+                    lambdaless_cli::fetch::FetchClient::new(
+                        self.aws.sqs.clone(),
+                        self.names.clone(),
+                    ),
+                    Duration::from_secs(s.fetch_timeout_secs),
+                ),
+                auth::FETCH,
+            ))
+            .route("/graphql", get(graphql::playground))
+            .route("/openapi.json", get(openapi::document))
+            .merge(admin::router(readiness, self.ctx.metrics.clone()))
+            .fallback(|| async { ApiError::NotFound("no such route") })
+            .layer(DefaultBodyLimit::max(s.body_limit_bytes))
+            .layer(from_fn(admin::track_http))
+            .layer(cors(&s.cors_origins))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let id = req
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", request_id = %id, method = %req.method(),
+                    path = %req.uri().path(), principal = tracing::field::Empty)
+                }),
+            )
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    }
+
+    /// Serves until `ctx.shutdown`, then lets in-flight requests finish.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let router = self.router();
         let addr = self.local_addr();
         tracing::info!(startup_ms = self.ctx.elapsed_ms(), %addr, "api-gateway listening");
         admin::serve(self.listener, router, self.ctx.shutdown.clone()).await?;
         Ok(())
     }
+}
+
+fn cors(origins: &str) -> CorsLayer {
+    let allow = if origins.trim() == "*" {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .split(',')
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-sqs-message-id"),
+            header::LOCATION,
+            header::RETRY_AFTER,
+            REQUEST_ID,
+        ])
+        .max_age(Duration::from_secs(600))
 }

@@ -8,4 +8,5 @@ pub mod bench;
 pub mod device;
 pub mod fetch;
 pub mod provision;
+pub mod seed;
 pub mod stream;

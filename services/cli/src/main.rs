@@ -71,6 +71,11 @@ enum Command {
     },
     /// Seed 2 device messages: send, query, get, next, delete, watch (waits for answers).
     Device(cli_device::DeviceArgs),
+    /// Load demo data.
+    Seed {
+        #[command(subcommand)]
+        what: SeedWhat,
+    },
     /// Measure a feature against the raw emulator calls it needs, in the same run.
     #[command(subcommand)]
     Bench(lambdaless_cli::bench::Bench),
@@ -87,6 +92,22 @@ struct HttpArgs {
     url: String,
     #[arg(long, env = "LAMBDALESS_API_KEY", default_value = "local-dev-key")]
     api_key: String,
+}
+
+#[derive(Subcommand)]
+enum SeedWhat {
+    /// Customers, products, orders and order items for the GraphQL API (seed 3),
+    /// including the sample row: order 52 / orderRef 123123 / customer 4567 / notebook_red.
+    Orders {
+        #[arg(long, default_value_t = 100)]
+        customers: usize,
+        #[arg(long, default_value_t = 50)]
+        products: usize,
+        #[arg(long, default_value_t = 1000)]
+        orders: usize,
+        #[arg(long, default_value_t = 3)]
+        items_per_order: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -124,6 +145,23 @@ fn main() -> ExitCode {
             Command::Dump { count, http } => dump(&http.url, count, &http.api_key).await,
             Command::Bench(bench) => bench.run(names).await,
             Command::Device(args) => cli_device::run(args, names).await,
+            Command::Seed {
+                what:
+                    SeedWhat::Orders {
+                        customers,
+                        products,
+                        orders,
+                        items_per_order,
+                    },
+            } => {
+                let sizes = lambdaless_cli::seed::Sizes {
+                    customers,
+                    products,
+                    orders,
+                    items_per_order,
+                };
+                seed_orders(names, sizes).await
+            }
         }
     });
     match result {
@@ -211,5 +249,14 @@ async fn dump(url: &str, count: u64, api_key: &str) -> anyhow::Result<()> {
     let body = response.text().await?;
     anyhow::ensure!(status == 200, "streamer answered {status}: {body}");
     println!("{body}");
+    Ok(())
+}
+async fn seed_orders(names: Names, sizes: lambdaless_cli::seed::Sizes) -> anyhow::Result<()> {
+    let aws = lambdaless_runtime::aws::load().await;
+    let w = lambdaless_cli::seed::seed_orders(&aws.dynamodb, &names, sizes, true).await?;
+    println!(
+        "seeded: {} customers, {} products, {} orders, {} order items (sample: order 52, customer 4567)",
+        w.customers, w.products, w.orders, w.order_items
+    );
     Ok(())
 }

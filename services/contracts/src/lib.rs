@@ -11,5 +11,6 @@ pub mod device;
 pub mod names;
 pub mod schema;
 pub mod topics;
+pub mod user;
 
 pub use names::Names;

@@ -8,6 +8,7 @@
 
 pub mod devices;
 mod settings;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-pub use settings::{DevicesSettings, Settings};
+pub use settings::{DevicesSettings, Settings, UsersSettings};
 
 /// A built, not yet running, mover.
 pub struct App {
@@ -82,6 +83,12 @@ impl App {
                     names.name(names::DEVICE_MESSAGES),
                 ));
         }
+        if settings.users.enabled {
+            readiness = readiness.with(aws::sqs_check(
+                aws.sqs.clone(),
+                names.name(names::USERS_CREATE),
+            ));
+        }
         let admin =
             admin::ServerHandle::spawn(admin, admin::router(readiness, ctx.metrics.clone()))?;
         tracing::info!(
@@ -112,6 +119,22 @@ impl App {
                     pollers = settings.devices.pollers,
                     "devices pipeline started"
                 );
+            }
+        }
+
+        if settings.users.enabled {
+            if let Some(pipeline) =
+                users::Pipeline::resolve(&aws, &names, &settings.users, &shutdown).await
+            {
+                for poller in 0..settings.users.pollers {
+                    let pipeline = pipeline.clone();
+                    let shutdown = shutdown.clone();
+                    tracker.spawn(
+                        async move { pipeline.poll_until(shutdown).await }
+                            .instrument(tracing::info_span!("users", poller)),
+                    );
+                }
+                tracing::info!(pollers = settings.users.pollers, "users pipeline started");
             }
         }
 

@@ -19,6 +19,7 @@ pub struct Settings {
     /// below the container's stop grace period.
     pub drain_timeout_secs: u64,
     pub devices: DevicesSettings,
+    pub users: UsersSettings,
 }
 
 impl Default for Settings {
@@ -33,6 +34,7 @@ impl Default for Settings {
             },
             drain_timeout_secs: 20,
             devices: DevicesSettings::default(),
+            users: UsersSettings::default(),
         }
     }
 }
@@ -71,6 +73,27 @@ impl Default for DevicesSettings {
     }
 }
 
+/// The seed 4 pipeline: `users-create` → `users` + `user-queue-{userId}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersSettings {
+    pub enabled: bool,
+    /// Concurrent long polls.
+    pub pollers: usize,
+    /// Long-poll wait, 0..=20 s.
+    pub wait_secs: i32,
+}
+
+impl Default for UsersSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            pollers: 1,
+            wait_secs: 20,
+        }
+    }
+}
+
 impl ServiceSettings for Settings {
     const SERVICE: &'static str = "mover";
 
@@ -105,6 +128,12 @@ impl ServiceSettings for Settings {
                 "devices.visibility_timeout_secs",
                 "must be 2..=43200 and above extend_visibility_after_secs",
             ));
+        }
+        if !(1..=64).contains(&self.users.pollers) {
+            return Err(ConfigError::value("users.pollers", "must be 1..=64"));
+        }
+        if !(0..=20).contains(&self.users.wait_secs) {
+            return Err(ConfigError::value("users.wait_secs", "must be 0..=20"));
         }
         if self.devices.uuid_key.is_empty() || self.devices.message_id_key.is_empty() {
             return Err(ConfigError::value(

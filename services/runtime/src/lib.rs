@@ -10,6 +10,7 @@
 //!   `healthcheck` subcommand used by container health checks.
 
 pub mod admin;
+pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod dynamo_json;

@@ -2,9 +2,9 @@
 //! they arrive (seed 5), with bounded memory and backpressure.
 //!
 //! Routes: `GET /stream/{table}` ([`stream`]), `POST /dump` ([`dump`]), both
-//! behind the [`auth`] hook; `/healthz`, `/readyz`, `/metrics` beside them.
+//! behind the shared authorizer (scope `fetch`, the gateway's key/JWT rules);
+//! `/healthz`, `/readyz`, `/metrics` beside them.
 
-pub mod auth;
 pub mod dump;
 pub mod error;
 pub mod stream;
@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use axum::routing::{get, post};
 use axum::Router;
 use lambdaless_contracts::{names, Names};
+use lambdaless_runtime::auth;
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
 use lambdaless_runtime::{admin, Readiness, ServiceContext, ServiceSettings};
@@ -130,13 +131,14 @@ impl App {
             names: self.names.clone(),
             tables: self.settings.tables.clone().into(),
         };
-        let authorizer = auth::Authorizer::new(&self.settings.auth);
+        let authorizer: std::sync::Arc<dyn auth::Authorizer> =
+            std::sync::Arc::new(auth::KeysAndJwt::from_settings(&self.settings.auth)?);
         let api = Router::new()
             .route("/stream/{table}", get(stream::handler))
             .route("/dump", post(dump::handler))
             .with_state(state)
-            .layer(axum::middleware::from_fn_with_state(
-                authorizer,
+            .route_layer(axum::middleware::from_fn_with_state(
+                auth::Guard::new(authorizer, auth::FETCH),
                 auth::require,
             ));
         let router = admin::router(readiness, self.ctx.metrics.clone())

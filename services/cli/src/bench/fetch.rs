@@ -63,8 +63,8 @@ pub(super) async fn run(
         raw_chain(&aws, &raw_request, &raw_reply, &table).await?;
         raw.push(t.elapsed());
     }
-    let (o50, o99) = (quantile(&mut ours, 0.5), quantile(&mut ours, 0.99));
-    let (r50, r99) = (quantile(&mut raw, 0.5), quantile(&mut raw, 0.99));
+    let (o50, o99) = (quantile(&ours, 0.5), quantile(&ours, 0.99));
+    let (r50, r99) = (quantile(&raw, 0.5), quantile(&raw, 0.99));
     println!("fetch round trip, {rounds} rounds\n");
     println!("| path | p50 | p99 |");
     println!("|---|---|---|");

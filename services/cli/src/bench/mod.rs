@@ -140,9 +140,9 @@ mod tests {
 
     #[test]
     fn quantiles_pick_the_nearest_rank() {
-        let mut s: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
-        assert_eq!(quantile(&mut s, 0.5), Duration::from_millis(51));
-        assert_eq!(quantile(&mut s, 0.99), Duration::from_millis(99));
-        assert_eq!(quantile(&mut [], 0.5), Duration::ZERO);
+        let s: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
+        assert_eq!(quantile(&s, 0.5), Duration::from_millis(51));
+        assert_eq!(quantile(&s, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
     }
 }

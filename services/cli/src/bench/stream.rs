@@ -42,8 +42,8 @@ pub(super) async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Re
     let (_, large_total, large_items) = stream_all(&o).await?;
     let hwm_large = o.pid.map(vm_hwm_kib).transpose()?;
 
-    let t50 = quantile(&mut ttfb, 0.5);
-    let r50 = quantile(&mut raw_first, 0.5);
+    let t50 = quantile(&ttfb, 0.5);
+    let r50 = quantile(&raw_first, 0.5);
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]

@@ -1,0 +1,331 @@
+//! The GraphQL schema of SPEC §5 and its batched loaders.
+//!
+//! Each entity is loaded through an async-graphql [`DataLoader`]: the keys a
+//! level of the query asks for are collected and fetched together (one
+//! BatchGetItem for products, orders or customers; one Query per order for
+//! its items, issued concurrently), all behind the read-through cache of
+//! [`Store`]. Loaders are created per request so batches never mix callers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{
+    ComplexObject, Context, EmptyMutation, EmptySubscription, Object, Result, SimpleObject, ID,
+};
+use lambdaless_contracts::schema::ORDERS_BY_CUSTOMER;
+
+use super::store::{n, s, Item, Store, StoreError};
+
+pub type OrdersSchema = async_graphql::Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// Physical table names of one installation.
+#[derive(Clone)]
+pub struct Tables {
+    pub customers: String,
+    pub products: String,
+    pub orders: String,
+    pub order_items: String,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct Product {
+    product_id: ID,
+    product_name: String,
+    price: f64,
+}
+
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Customer {
+    customer_id: ID,
+    name: String,
+    email: String,
+}
+
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Order {
+    order_id: ID,
+    order_ref: i32,
+    #[graphql(skip)]
+    customer_id: String,
+}
+
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct OrderItem {
+    order_item_id: ID,
+    quantity: i32,
+    #[graphql(skip)]
+    product_id: String,
+    #[graphql(skip)]
+    order_id: String,
+}
+
+fn product(item: &Item) -> Product {
+    Product {
+        product_id: ID(s(item, "productId")),
+        product_name: s(item, "productName"),
+        price: n(item, "price"),
+    }
+}
+
+fn customer(item: &Item) -> Customer {
+    Customer {
+        customer_id: ID(s(item, "customerId")),
+        name: s(item, "name"),
+        email: s(item, "email"),
+    }
+}
+
+fn order(item: &Item) -> Order {
+    Order {
+        order_id: ID(s(item, "orderId")),
+        order_ref: n(item, "orderRef") as i32,
+        customer_id: s(item, "customerId"),
+    }
+}
+
+fn order_item(item: &Item) -> OrderItem {
+    OrderItem {
+        order_item_id: ID(s(item, "orderItemId")),
+        quantity: n(item, "quantity") as i32,
+        product_id: s(item, "productId"),
+        order_id: s(item, "orderId"),
+    }
+}
+
+/// What every loader shares.
+#[derive(Clone)]
+pub struct Source {
+    pub store: Arc<Store>,
+    pub tables: Tables,
+}
+
+pub struct ProductLoader(Source);
+pub struct CustomerLoader(Source);
+pub struct OrderLoader(Source);
+/// Items of an order (`order_items` by hash key).
+pub struct ItemsLoader(Source);
+/// Orders of a customer (`orders` through the `by-customer` index).
+pub struct CustomerOrdersLoader(Source);
+
+impl Loader<String> for ProductLoader {
+    type Value = Product;
+    type Error = StoreError;
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Product>, StoreError> {
+        let items = self
+            .0
+            .store
+            .batch_get(&self.0.tables.products, "productId", keys)
+            .await?;
+        Ok(items.into_iter().map(|(k, v)| (k, product(&v))).collect())
+    }
+}
+
+impl Loader<String> for CustomerLoader {
+    type Value = Customer;
+    type Error = StoreError;
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Customer>, StoreError> {
+        let items = self
+            .0
+            .store
+            .batch_get(&self.0.tables.customers, "customerId", keys)
+            .await?;
+        Ok(items.into_iter().map(|(k, v)| (k, customer(&v))).collect())
+    }
+}
+
+impl Loader<String> for OrderLoader {
+    type Value = Order;
+    type Error = StoreError;
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Order>, StoreError> {
+        let items = self
+            .0
+            .store
+            .batch_get(&self.0.tables.orders, "orderId", keys)
+            .await?;
+        Ok(items.into_iter().map(|(k, v)| (k, order(&v))).collect())
+    }
+}
+
+impl Loader<String> for ItemsLoader {
+    type Value = Vec<OrderItem>;
+    type Error = StoreError;
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Vec<OrderItem>>, StoreError> {
+        let queries = keys.iter().map(|k| async move {
+            let items = self
+                .0
+                .store
+                .query(&self.0.tables.order_items, None, "orderId", k)
+                .await?;
+            let mut list: Vec<OrderItem> = items.iter().map(order_item).collect();
+            list.sort_by(|a, b| a.order_item_id.cmp(&b.order_item_id));
+            Ok::<_, StoreError>((k.clone(), list))
+        });
+        futures::future::try_join_all(queries)
+            .await
+            .map(|v| v.into_iter().collect())
+    }
+}
+
+impl Loader<String> for CustomerOrdersLoader {
+    type Value = Vec<Order>;
+    type Error = StoreError;
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Vec<Order>>, StoreError> {
+        let queries = keys.iter().map(|k| async move {
+            let items = self
+                .0
+                .store
+                .query(
+                    &self.0.tables.orders,
+                    Some(ORDERS_BY_CUSTOMER),
+                    "customerId",
+                    k,
+                )
+                .await?;
+            let mut list: Vec<Order> = items.iter().map(order).collect();
+            list.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+            Ok::<_, StoreError>((k.clone(), list))
+        });
+        futures::future::try_join_all(queries)
+            .await
+            .map(|v| v.into_iter().collect())
+    }
+}
+
+/// The loaders of one request.
+pub struct Loaders {
+    products: DataLoader<ProductLoader>,
+    customers: DataLoader<CustomerLoader>,
+    orders: DataLoader<OrderLoader>,
+    items: DataLoader<ItemsLoader>,
+    customer_orders: DataLoader<CustomerOrdersLoader>,
+}
+
+impl Loaders {
+    pub fn new(source: &Source) -> Self {
+        Self {
+            products: DataLoader::new(ProductLoader(source.clone()), tokio::spawn),
+            customers: DataLoader::new(CustomerLoader(source.clone()), tokio::spawn),
+            orders: DataLoader::new(OrderLoader(source.clone()), tokio::spawn),
+            items: DataLoader::new(ItemsLoader(source.clone()), tokio::spawn),
+            customer_orders: DataLoader::new(CustomerOrdersLoader(source.clone()), tokio::spawn),
+        }
+    }
+}
+
+fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
+    ctx.data_unchecked::<Loaders>()
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    async fn product(&self, ctx: &Context<'_>, product_id: ID) -> Result<Option<Product>> {
+        Ok(loaders(ctx).products.load_one(product_id.0).await?)
+    }
+
+    async fn order_items(&self, ctx: &Context<'_>, order_id: ID) -> Result<Vec<OrderItem>> {
+        Ok(loaders(ctx)
+            .items
+            .load_one(order_id.0)
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn orders(&self, ctx: &Context<'_>, customer_id: ID) -> Result<Vec<Order>> {
+        Ok(loaders(ctx)
+            .customer_orders
+            .load_one(customer_id.0)
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn order(&self, ctx: &Context<'_>, order_id: ID) -> Result<Option<Order>> {
+        Ok(loaders(ctx).orders.load_one(order_id.0).await?)
+    }
+
+    async fn customer(&self, ctx: &Context<'_>, customer_id: ID) -> Result<Option<Customer>> {
+        Ok(loaders(ctx).customers.load_one(customer_id.0).await?)
+    }
+}
+
+#[ComplexObject]
+impl Customer {
+    async fn orders(&self, ctx: &Context<'_>) -> Result<Vec<Order>> {
+        Ok(loaders(ctx)
+            .customer_orders
+            .load_one(self.customer_id.0.clone())
+            .await?
+            .unwrap_or_default())
+    }
+}
+
+#[ComplexObject]
+impl Order {
+    async fn customer(&self, ctx: &Context<'_>) -> Result<Customer> {
+        loaders(ctx)
+            .customers
+            .load_one(self.customer_id.clone())
+            .await?
+            .ok_or_else(|| {
+                format!(
+                    "customer {} of order {} not found",
+                    self.customer_id, self.order_id.0
+                )
+                .into()
+            })
+    }
+
+    async fn items(&self, ctx: &Context<'_>) -> Result<Vec<OrderItem>> {
+        Ok(loaders(ctx)
+            .items
+            .load_one(self.order_id.0.clone())
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Sum of quantity × price over the order's items.
+    async fn total(&self, ctx: &Context<'_>) -> Result<f64> {
+        let l = loaders(ctx);
+        let items = l
+            .items
+            .load_one(self.order_id.0.clone())
+            .await?
+            .unwrap_or_default();
+        let products = l
+            .products
+            .load_many(items.iter().map(|i| i.product_id.clone()))
+            .await?;
+        let cents: i64 = items
+            .iter()
+            .map(|i| {
+                let price = products.get(&i.product_id).map(|p| p.price).unwrap_or(0.0);
+                i64::from(i.quantity) * (price * 100.0).round() as i64
+            })
+            .sum();
+        Ok(cents as f64 / 100.0)
+    }
+}
+
+#[ComplexObject]
+impl OrderItem {
+    async fn product(&self, ctx: &Context<'_>) -> Result<Product> {
+        loaders(ctx)
+            .products
+            .load_one(self.product_id.clone())
+            .await?
+            .ok_or_else(|| format!("product {} not found", self.product_id).into())
+    }
+
+    async fn order(&self, ctx: &Context<'_>) -> Result<Order> {
+        loaders(ctx)
+            .orders
+            .load_one(self.order_id.clone())
+            .await?
+            .ok_or_else(|| format!("order {} not found", self.order_id).into())
+    }
+}

@@ -1,0 +1,117 @@
+//! Settings of `api-gateway` (defaults here; `config/api-gateway.toml`; `LAMBDALESS_*`).
+
+use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
+use lambdaless_runtime::ServiceSettings;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub log: LogSettings,
+    /// The service port; also serves `/healthz`, `/readyz`, `/metrics`.
+    pub port: u16,
+    /// Prepended to every queue and table name.
+    pub prefix: String,
+    pub auth: AuthSettings,
+    pub throttle: ThrottleSettings,
+    /// Larger request bodies get 413.
+    pub body_limit_bytes: usize,
+    /// Allowed CORS origins: `*` or a comma-separated list.
+    pub cors_origins: String,
+    pub graphql: GraphqlSettings,
+    /// `GET /fetch/{fetchId}`: how long to wait for fetch-responder's reply.
+    pub fetch_timeout_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            log: LogSettings::default(),
+            port: 8080,
+            prefix: String::new(),
+            auth: AuthSettings::default(),
+            throttle: ThrottleSettings::default(),
+            body_limit_bytes: 16 * 1024,
+            cors_origins: "*".to_owned(),
+            graphql: GraphqlSettings::default(),
+            fetch_timeout_secs: 10,
+        }
+    }
+}
+
+/// Per-principal token bucket (API Gateway usage plans).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleSettings {
+    /// Sustained requests per second per principal; 0 disables throttling.
+    pub rate_per_sec: f64,
+    /// Requests a principal may make at once after being idle.
+    pub burst: u32,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        Self {
+            rate_per_sec: 5000.0,
+            burst: 10000,
+        }
+    }
+}
+
+/// The GraphQL orders API (seed 3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphqlSettings {
+    /// How long a read stays in the cache (the seed's ElastiCache TTL); 0 disables it.
+    pub cache_ttl_secs: u64,
+    /// Most cached keys and query results.
+    pub cache_capacity: usize,
+    /// Deepest selection nesting accepted.
+    pub max_depth: usize,
+    /// Largest query complexity (one per field) accepted.
+    pub max_complexity: usize,
+}
+
+impl Default for GraphqlSettings {
+    fn default() -> Self {
+        Self {
+            cache_ttl_secs: 60,
+            cache_capacity: 100_000,
+            max_depth: 8,
+            max_complexity: 500,
+        }
+    }
+}
+
+impl ServiceSettings for Settings {
+    const SERVICE: &'static str = "api-gateway";
+
+    fn log(&self) -> &LogSettings {
+        &self.log
+    }
+
+    fn health_port(&self) -> u16 {
+        self.port
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        lambdaless_runtime::config::names(&self.prefix)?;
+        lambdaless_runtime::auth::KeysAndJwt::from_settings(&self.auth)?;
+        if !self.throttle.rate_per_sec.is_finite() || self.throttle.rate_per_sec < 0.0 {
+            return Err(ConfigError::value("throttle.rate_per_sec", "must be ≥ 0"));
+        }
+        if self.throttle.burst == 0 {
+            return Err(ConfigError::value("throttle.burst", "must be ≥ 1"));
+        }
+        if self.body_limit_bytes < 256 {
+            return Err(ConfigError::value("body_limit_bytes", "must be ≥ 256"));
+        }
+        if self.graphql.max_depth == 0 || self.graphql.max_complexity == 0 {
+            return Err(ConfigError::value(
+                "graphql.max_depth",
+                "limits must be ≥ 1",
+            ));
+        }
+        Ok(())
+    }
+}
