@@ -22,10 +22,9 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_dynamodb::primitives::DateTime;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
 };
-use lambdaless_contracts::device::{self, DeviceKeys, Notification, DLQ_REASON_ATTRIBUTE};
+use lambdaless_contracts::device::{self, DeviceKeys, Notification};
 use lambdaless_contracts::{names, topics, Names};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::dynamo_json;
@@ -148,7 +147,14 @@ impl Pipeline {
             }
         }
         if !rejected.is_empty() {
-            self.dead_letter(rejected).await;
+            crate::sqs_batch::dead_letter(
+                &self.aws.sqs,
+                &self.inbound_url,
+                &self.dlq_url,
+                "devices",
+                rejected,
+            )
+            .await;
         }
         if !ready.is_empty() {
             let receipts: Vec<String> = ready.iter().map(|r| r.receipt.clone()).collect();
@@ -273,7 +279,7 @@ impl Pipeline {
             );
         }
         let receipts: Vec<&str> = written.iter().map(|r| r.receipt.as_str()).collect();
-        self.delete(&receipts).await;
+        crate::sqs_batch::delete(&self.aws.sqs, &self.inbound_url, &receipts).await;
         metrics::counter!("mover_messages_total", "pipeline" => "devices", "outcome" => "stored")
             .increment(written.len() as u64);
         for r in written {
@@ -343,100 +349,6 @@ impl Pipeline {
             tracing::warn!(uuid, error = %e, "notification not queued (broker backlog full)");
         }
     }
-
-    /// Sends unusable messages to the DLQ with the reason, then deletes them.
-    async fn dead_letter(&self, rejected: Vec<(Message, String)>) {
-        let entries: Vec<SendMessageBatchRequestEntry> = rejected
-            .iter()
-            .enumerate()
-            .map(|(i, (m, reason))| {
-                let reason_attr = MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(truncate(reason, 1024))
-                    .build()
-                    .expect("attribute is complete");
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(
-                        m.body
-                            .clone()
-                            .filter(|b| !b.is_empty())
-                            .unwrap_or_else(|| " ".to_owned()),
-                    )
-                    .message_attributes(DLQ_REASON_ATTRIBUTE, reason_attr)
-                    .build()
-                    .expect("entry is complete")
-            })
-            .collect();
-        let sent: Vec<usize> = match self
-            .aws
-            .sqs
-            .send_message_batch()
-            .queue_url(&self.dlq_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            Ok(out) => out
-                .successful
-                .iter()
-                .filter_map(|s| s.id.parse().ok())
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %aws::describe(&e), "cannot reach the DLQ; messages stay queued");
-                Vec::new()
-            }
-        };
-        for &i in &sent {
-            let (m, reason) = &rejected[i];
-            tracing::warn!(sqs_message_id = m.message_id.as_deref().unwrap_or(""), %reason, "dead-lettered");
-        }
-        let receipts: Vec<&str> = sent
-            .iter()
-            .filter_map(|&i| rejected[i].0.receipt_handle.as_deref())
-            .collect();
-        self.delete(&receipts).await;
-        metrics::counter!("mover_messages_total", "pipeline" => "devices", "outcome" => "dead_lettered")
-            .increment(sent.len() as u64);
-    }
-
-    /// Deletes by receipt handle. A failed delete is harmless: the message is
-    /// redelivered and its write repeats onto the same item.
-    async fn delete(&self, receipts: &[&str]) {
-        for chunk in receipts.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*r)
-                        .build()
-                        .expect("entry is complete")
-                })
-                .collect();
-            match self
-                .aws
-                .sqs
-                .delete_message_batch()
-                .queue_url(&self.inbound_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                Ok(out) if !out.failed.is_empty() => {
-                    tracing::warn!(
-                        failed = out.failed.len(),
-                        "some deletes failed; those messages will be redelivered"
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %aws::describe(&e), "delete failed; messages will be redelivered")
-                }
-            }
-        }
-    }
 }
 
 fn key_of(request: &WriteRequest) -> Option<(String, String)> {
@@ -444,15 +356,4 @@ fn key_of(request: &WriteRequest) -> Option<(String, String)> {
     let uuid = item.get("uuid")?.as_s().ok()?.clone();
     let message_id = item.get("messageId")?.as_s().ok()?.clone();
     Some((uuid, message_id))
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
 }

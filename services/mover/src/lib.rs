@@ -8,6 +8,7 @@
 
 pub mod devices;
 mod settings;
+mod sqs_batch;
 pub mod users;
 
 use std::net::SocketAddr;

@@ -13,11 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, Message, MessageAttributeValue, MessageSystemAttributeName,
-    SendMessageBatchRequestEntry,
-};
-use lambdaless_contracts::device::DLQ_REASON_ATTRIBUTE;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use lambdaless_contracts::user::user_id;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::{self, AwsClients};
@@ -176,7 +172,14 @@ impl Pipeline {
             }
         }
         if !rejected.is_empty() {
-            self.dead_letter(rejected).await;
+            crate::sqs_batch::dead_letter(
+                &self.aws.sqs,
+                &self.inbound_url,
+                &self.dlq_url,
+                "users",
+                rejected,
+            )
+            .await;
         }
         if !ready.is_empty() {
             self.store(ready).await;
@@ -266,95 +269,9 @@ impl Pipeline {
             metrics::counter!("mover_messages_total", "pipeline" => "users", "outcome" => "failed")
                 .increment(failed as u64);
         }
-        self.delete(&self.inbound_url, &done).await;
+        crate::sqs_batch::delete(&self.aws.sqs, &self.inbound_url, &done).await;
         metrics::counter!("mover_messages_total", "pipeline" => "users", "outcome" => "stored")
             .increment(done.len() as u64);
-    }
-
-    async fn dead_letter(&self, rejected: Vec<(Message, String)>) {
-        let entries: Vec<SendMessageBatchRequestEntry> = rejected
-            .iter()
-            .enumerate()
-            .map(|(i, (m, reason))| {
-                let mut reason = reason.clone();
-                reason.truncate(reason.floor_char_boundary(1024));
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(
-                        m.body
-                            .clone()
-                            .filter(|b| !b.is_empty())
-                            .unwrap_or_else(|| " ".to_owned()),
-                    )
-                    .message_attributes(
-                        DLQ_REASON_ATTRIBUTE,
-                        MessageAttributeValue::builder()
-                            .data_type("String")
-                            .string_value(reason)
-                            .build()
-                            .expect("attribute is complete"),
-                    )
-                    .build()
-                    .expect("entry is complete")
-            })
-            .collect();
-        let sent: Vec<usize> = match self
-            .aws
-            .sqs
-            .send_message_batch()
-            .queue_url(&self.dlq_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            Ok(out) => out
-                .successful
-                .iter()
-                .filter_map(|s| s.id.parse().ok())
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %aws::describe(&e), "cannot reach the DLQ; messages stay queued");
-                Vec::new()
-            }
-        };
-        for &i in &sent {
-            let (m, reason) = &rejected[i];
-            tracing::warn!(sqs_message_id = m.message_id.as_deref().unwrap_or(""), %reason, "dead-lettered");
-        }
-        let receipts: Vec<&str> = sent
-            .iter()
-            .filter_map(|&i| rejected[i].0.receipt_handle.as_deref())
-            .collect();
-        self.delete(&self.inbound_url, &receipts).await;
-        metrics::counter!("mover_messages_total", "pipeline" => "users", "outcome" => "dead_lettered")
-            .increment(sent.len() as u64);
-    }
-
-    async fn delete(&self, queue_url: &str, receipts: &[&str]) {
-        for chunk in receipts.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*r)
-                        .build()
-                        .expect("entry is complete")
-                })
-                .collect();
-            if let Err(e) = self
-                .aws
-                .sqs
-                .delete_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                tracing::warn!(error = %aws::describe(&e), "delete failed; messages will be redelivered");
-            }
-        }
     }
 }
 
