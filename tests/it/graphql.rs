@@ -28,14 +28,55 @@ async fn put(stack: &Stack, table: &str, items: Vec<Vec<(&str, AttributeValue)>>
                 .build()
         })
         .collect();
-    stack
-        .aws
-        .dynamodb
-        .batch_write_item()
-        .request_items(stack.names.name(table), requests)
-        .send()
-        .await
-        .unwrap();
+    for chunk in requests.chunks(25) {
+        stack
+            .aws
+            .dynamodb
+            .batch_write_item()
+            .request_items(stack.names.name(table), chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Customer `c10` with 10 orders × 3 items (ink + tape + glue = 9.00 each),
+/// products no earlier query has cached.
+async fn seed_ten_orders(stack: &Stack) {
+    let products = [("ink", "2.00"), ("tape", "3.00"), ("glue", "4.00")]
+        .into_iter()
+        .map(|(id, price)| {
+            vec![
+                ("productId", s(id)),
+                ("productName", s(id)),
+                ("price", n(price)),
+            ]
+        })
+        .collect();
+    put(stack, names::PRODUCTS, products).await;
+    let orders = (1..=10)
+        .map(|i| {
+            vec![
+                ("orderId", s(&format!("c10-{i}"))),
+                ("customerId", s("c10")),
+                ("orderRef", n(&i.to_string())),
+                ("createdAt", s("2024-02-01T00:00:00Z")),
+            ]
+        })
+        .collect();
+    put(stack, names::ORDERS, orders).await;
+    let mut items = Vec::new();
+    for i in 1..=10 {
+        for (j, product) in ["ink", "tape", "glue"].into_iter().enumerate() {
+            items.push(vec![
+                ("orderId", s(&format!("c10-{i}"))),
+                ("orderItemId", s(&j.to_string())),
+                ("productId", s(product)),
+                ("quantity", n("1")),
+            ]);
+        }
+    }
+    put(stack, names::ORDER_ITEMS, items).await;
 }
 
 /// Customer 4567 with orders 52 (2 notebooks + 3 pens = 44.48) and 53 (a mug + a notebook = 27.24).
@@ -163,9 +204,11 @@ async fn graphql_orders_totals_batching_and_cache() {
     lambdaless_tests::wait_ready(stack.service("api-gateway"), 8080).await;
     let port = stack.service("api-gateway").host_port(8080).await;
 
-    // Batched: 2 orders → 1 index Query + 1 items Query per order + ONE BatchGetItem for all products.
-    let (q0, b0) = (
+    // Batched: 2 orders → 1 index Query + ONE items statement for both
+    // orders + ONE BatchGetItem for all products.
+    let (q0, e0, b0) = (
         calls(port, "Query").await,
+        calls(port, "ExecuteStatement").await,
         calls(port, "BatchGetItem").await,
     );
     let query = r#"{ orders(customerId: "4567") { orderId items { quantity product { productId price } } } }"#;
@@ -177,7 +220,12 @@ async fn graphql_orders_totals_batching_and_cache() {
         2,
         "{body}"
     );
-    assert_eq!(calls(port, "Query").await - q0, 3.0);
+    assert_eq!(calls(port, "Query").await - q0, 1.0, "the index query");
+    assert_eq!(
+        calls(port, "ExecuteStatement").await - e0,
+        1.0,
+        "items of both orders in one statement"
+    );
     assert_eq!(
         calls(port, "BatchGetItem").await - b0,
         1.0,
@@ -186,7 +234,10 @@ async fn graphql_orders_totals_batching_and_cache() {
 
     // The same query again is served from the cache: no DynamoDB call at all.
     let all = |p| async move {
-        calls(p, "Query").await + calls(p, "BatchGetItem").await + calls(p, "GetItem").await
+        calls(p, "Query").await
+            + calls(p, "ExecuteStatement").await
+            + calls(p, "BatchGetItem").await
+            + calls(p, "GetItem").await
     };
     let before = all(port).await;
     let (_, again) = gql(port, query).await;
@@ -194,6 +245,27 @@ async fn graphql_orders_totals_batching_and_cache() {
     assert_eq!(all(port).await - before, 0.0, "a repeat touches DynamoDB");
     let (_, metrics) = lambdaless_tests::http_get(port, "/metrics").await.unwrap();
     assert!(counter(&metrics, "graphql_cache_total", &["hit"]) > 0.0);
+
+    // 10 orders × 3 items cost the same three calls as 2 orders did.
+    seed_ten_orders(&stack).await;
+    let before = all(port).await;
+    let (_, body) = gql(
+        port,
+        r#"{ orders(customerId: "c10") { orderId total items { orderItemId product { productName price } } } }"#,
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let ten = body["data"]["orders"].as_array().unwrap();
+    assert_eq!(ten.len(), 10, "{body}");
+    for order in ten {
+        assert_eq!(order["items"].as_array().unwrap().len(), 3, "{order}");
+        assert_eq!(order["total"], 9.0, "{order}");
+    }
+    assert_eq!(
+        all(port).await - before,
+        3.0,
+        "index Query + items statement + products BatchGetItem"
+    );
 
     // Nested query with totals = Σ quantity × price.
     let (_, body) = gql(port, r#"{ customer(customerId: "4567") { name email orders { orderId orderRef total customer { customerId } items { orderItemId quantity order { orderId } product { productName price } } } } }"#).await;

@@ -154,19 +154,19 @@ impl Loader<String> for ItemsLoader {
     type Value = Vec<OrderItem>;
     type Error = StoreError;
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Vec<OrderItem>>, StoreError> {
-        let queries = keys.iter().map(|k| async move {
-            let items = self
-                .0
-                .store
-                .query(&self.0.tables.order_items, None, "orderId", k)
-                .await?;
-            let mut list: Vec<OrderItem> = items.iter().map(order_item).collect();
-            list.sort_by(|a, b| a.order_item_id.cmp(&b.order_item_id));
-            Ok::<_, StoreError>((k.clone(), list))
-        });
-        futures::future::try_join_all(queries)
-            .await
-            .map(|v| v.into_iter().collect())
+        let found = self
+            .0
+            .store
+            .query_many(&self.0.tables.order_items, "orderId", keys)
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|(k, items)| {
+                let mut list: Vec<OrderItem> = items.iter().map(order_item).collect();
+                list.sort_by(|a, b| a.order_item_id.cmp(&b.order_item_id));
+                (k, list)
+            })
+            .collect())
     }
 }
 

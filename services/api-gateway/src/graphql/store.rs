@@ -75,6 +75,19 @@ pub struct Store {
     pub cache: Cache,
 }
 
+/// Keys per PartiQL statement (DynamoDB takes at most 50 in one `IN`/`OR`
+/// list on the partition key).
+pub const PARTIQL_KEYS: usize = 50;
+
+/// `SELECT * FROM "table" WHERE "key" = ? OR ...` for `n` parameters. Names
+/// come from our own schema, never from a request; quotes are doubled anyway.
+fn select_by_keys(table: &str, key_attr: &str, n: usize) -> String {
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let key = quote(key_attr);
+    let condition = vec![format!("{key} = ?"); n].join(" OR ");
+    format!("SELECT * FROM {} WHERE {condition}", quote(table))
+}
+
 fn counted(operation: &'static str) {
     metrics::counter!("dynamodb_calls_total", "operation" => operation).increment(1);
 }
@@ -162,6 +175,70 @@ impl Store {
         Ok(found)
     }
 
+    /// Every item of `table` whose hash key `key_attr` is one of `ids`,
+    /// grouped by id: uncached ids are read with ONE PartiQL `ExecuteStatement`
+    /// per [`PARTIQL_KEYS`] ids (`WHERE "k" = ? OR "k" = ? ...`, which DynamoDB
+    /// serves as key lookups, not a scan), following `NextToken`.
+    pub async fn query_many(
+        &self,
+        table: &str,
+        key_attr: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Items>, StoreError> {
+        let now = Instant::now();
+        let mut found = HashMap::new();
+        let mut missing: Vec<String> = Vec::new();
+        for id in ids {
+            match self.cache.get(&format!("{table}/#{id}"), now) {
+                Some(items) => {
+                    found.insert(id.clone(), items);
+                }
+                None if !missing.contains(id) => missing.push(id.clone()),
+                None => {}
+            }
+        }
+        for chunk in missing.chunks(PARTIQL_KEYS) {
+            let statement = select_by_keys(table, key_attr, chunk.len());
+            let parameters: Vec<AttributeValue> = chunk
+                .iter()
+                .map(|id| AttributeValue::S(id.clone()))
+                .collect();
+            let mut grouped: HashMap<String, Vec<Item>> = HashMap::new();
+            let mut next = None;
+            loop {
+                counted("ExecuteStatement");
+                let out = self
+                    .db
+                    .execute_statement()
+                    .statement(&statement)
+                    .set_parameters(Some(parameters.clone()))
+                    .set_next_token(next)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %aws::describe(&e), operation = "ExecuteStatement", "read failed");
+                        StoreError
+                    })?;
+                for item in out.items.unwrap_or_default() {
+                    if let Some(AttributeValue::S(id)) = item.get(key_attr) {
+                        grouped.entry(id.clone()).or_default().push(item);
+                    }
+                }
+                next = out.next_token.filter(|t| !t.is_empty());
+                if next.is_none() {
+                    break;
+                }
+            }
+            let now = Instant::now();
+            for id in chunk {
+                let items: Items = Arc::new(grouped.remove(id).unwrap_or_default());
+                self.cache.put(format!("{table}/#{id}"), items.clone(), now);
+                found.insert(id.clone(), items);
+            }
+        }
+        Ok(found)
+    }
+
     /// Every item whose `key_attr` is `id` in `table` (or its `index`), all pages.
     pub async fn query(
         &self,
@@ -225,6 +302,18 @@ pub fn n(item: &Item, key: &str) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partiql_selects_by_key_with_one_parameter_per_id() {
+        assert_eq!(
+            select_by_keys("p-order_items", "orderId", 3),
+            r#"SELECT * FROM "p-order_items" WHERE "orderId" = ? OR "orderId" = ? OR "orderId" = ?"#
+        );
+        assert_eq!(
+            select_by_keys("we\"ird", "k", 1),
+            r#"SELECT * FROM "we""ird" WHERE "k" = ?"#
+        );
+    }
 
     #[test]
     fn entries_expire_after_ttl() {
