@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, Counter};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -390,8 +390,8 @@ impl Conn {
         let (mut client_rx, mut client_tx) = client.split();
         let (mut upstream_rx, mut upstream_tx) = upstream.split();
         let ended = tokio::select! {
-            r = pump(&mut client_rx, &mut upstream_tx, &received) => r.map(|()| "client closed"),
-            r = pump(&mut upstream_rx, &mut client_tx, &sent) => r.map(|()| "broker closed"),
+            r = pump(&mut client_rx, &mut upstream_tx, &received, |_| ()) => r.map(|()| "client closed"),
+            r = pump(&mut upstream_rx, &mut client_tx, &sent, ack_at_once) => r.map(|()| "broker closed"),
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         match ended {
@@ -418,9 +418,26 @@ impl Drop for SessionGauge {
     }
 }
 
-async fn pump<R, W>(from: &mut R, to: &mut W, counted: &Counter) -> std::io::Result<()>
+/// rumqttd leaves Nagle's algorithm on for its sockets, so when it writes two
+/// small packets back to back (a PUBACK, then a PUBLISH) the second waits
+/// until the first is acknowledged, and Linux delays that ACK by up to 40 ms.
+/// Asking for an immediate ACK after every read from rumqttd releases its
+/// next packet after one loopback round trip instead. (The flag is not
+/// sticky: the kernel may fall back to delayed ACKs, hence every read.)
+fn ack_at_once(upstream: &tokio::net::tcp::ReadHalf<'_>) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = AsRef::<TcpStream>::as_ref(upstream).set_quickack(true);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = upstream;
+}
+
+async fn pump<'a, W>(
+    from: &mut tokio::net::tcp::ReadHalf<'a>,
+    to: &mut W,
+    counted: &Counter,
+    after_read: impl Fn(&tokio::net::tcp::ReadHalf<'a>),
+) -> std::io::Result<()>
 where
-    R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; RELAY_BUFFER];
@@ -429,6 +446,7 @@ where
         if n == 0 {
             return Ok(());
         }
+        after_read(from);
         to.write_all(&buf[..n]).await?;
         counted.increment(n as u64);
     }

@@ -54,6 +54,7 @@ const SCRIPT_VARIABLES: &[&str] = &[
     "force",
     "test_threads",
     "test_emulator_image",
+    "throttle_rate",
 ];
 
 /// Loads `T` from defaults, the TOML file named by `LAMBDALESS_CONFIG` and the

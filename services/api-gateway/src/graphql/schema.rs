@@ -2,9 +2,11 @@
 //!
 //! Each entity is loaded through an async-graphql [`DataLoader`]: the keys a
 //! level of the query asks for are collected and fetched together (one
-//! BatchGetItem for products, orders or customers; one Query per order for
-//! its items, issued concurrently), all behind the read-through cache of
+//! BatchGetItem for products, orders or customers; one PartiQL statement for
+//! the items of up to 50 orders), all behind the read-through cache of
 //! [`Store`]. Loaders are created per request so batches never mix callers.
+//! A single entity already in the cache is answered at once, without waiting
+//! for the loader's batching window.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -216,6 +218,32 @@ impl Loaders {
     }
 }
 
+impl Loaders {
+    async fn product(&self, id: String) -> Result<Option<Product>, StoreError> {
+        let src = &self.products.loader().0;
+        match src.store.cached_item(&src.tables.products, &id) {
+            Some(hit) => Ok(hit.as_ref().map(product)),
+            None => self.products.load_one(id).await,
+        }
+    }
+
+    async fn customer(&self, id: String) -> Result<Option<Customer>, StoreError> {
+        let src = &self.customers.loader().0;
+        match src.store.cached_item(&src.tables.customers, &id) {
+            Some(hit) => Ok(hit.as_ref().map(customer)),
+            None => self.customers.load_one(id).await,
+        }
+    }
+
+    async fn order(&self, id: String) -> Result<Option<Order>, StoreError> {
+        let src = &self.orders.loader().0;
+        match src.store.cached_item(&src.tables.orders, &id) {
+            Some(hit) => Ok(hit.as_ref().map(order)),
+            None => self.orders.load_one(id).await,
+        }
+    }
+}
+
 fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
     ctx.data_unchecked::<Loaders>()
 }
@@ -225,7 +253,7 @@ pub struct Query;
 #[Object]
 impl Query {
     async fn product(&self, ctx: &Context<'_>, product_id: ID) -> Result<Option<Product>> {
-        Ok(loaders(ctx).products.load_one(product_id.0).await?)
+        Ok(loaders(ctx).product(product_id.0).await?)
     }
 
     async fn order_items(&self, ctx: &Context<'_>, order_id: ID) -> Result<Vec<OrderItem>> {
@@ -245,11 +273,11 @@ impl Query {
     }
 
     async fn order(&self, ctx: &Context<'_>, order_id: ID) -> Result<Option<Order>> {
-        Ok(loaders(ctx).orders.load_one(order_id.0).await?)
+        Ok(loaders(ctx).order(order_id.0).await?)
     }
 
     async fn customer(&self, ctx: &Context<'_>, customer_id: ID) -> Result<Option<Customer>> {
-        Ok(loaders(ctx).customers.load_one(customer_id.0).await?)
+        Ok(loaders(ctx).customer(customer_id.0).await?)
     }
 }
 
@@ -268,8 +296,7 @@ impl Customer {
 impl Order {
     async fn customer(&self, ctx: &Context<'_>) -> Result<Customer> {
         loaders(ctx)
-            .customers
-            .load_one(self.customer_id.clone())
+            .customer(self.customer_id.clone())
             .await?
             .ok_or_else(|| {
                 format!(
@@ -315,16 +342,14 @@ impl Order {
 impl OrderItem {
     async fn product(&self, ctx: &Context<'_>) -> Result<Product> {
         loaders(ctx)
-            .products
-            .load_one(self.product_id.clone())
+            .product(self.product_id.clone())
             .await?
             .ok_or_else(|| format!("product {} not found", self.product_id).into())
     }
 
     async fn order(&self, ctx: &Context<'_>) -> Result<Order> {
         loaders(ctx)
-            .orders
-            .load_one(self.order_id.clone())
+            .order(self.order_id.clone())
             .await?
             .ok_or_else(|| format!("order {} not found", self.order_id).into())
     }

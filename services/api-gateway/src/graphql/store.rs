@@ -52,6 +52,25 @@ impl Cache {
         hit
     }
 
+    /// Like [`Cache::get`], but a miss is not counted: for a fast path that
+    /// falls back to a read which counts (and caches) it.
+    pub fn peek(&self, key: &str, now: Instant) -> Option<Items> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let hit = self
+            .entries
+            .lock()
+            .expect("cache lock")
+            .get(key)
+            .filter(|(at, _)| now.duration_since(*at) < self.ttl)
+            .map(|(_, v)| v.clone());
+        if hit.is_some() {
+            metrics::counter!("graphql_cache_total", "result" => "hit").increment(1);
+        }
+        hit
+    }
+
     pub fn put(&self, key: String, value: Items, now: Instant) {
         if self.ttl.is_zero() || self.capacity == 0 {
             return;
@@ -93,6 +112,14 @@ fn counted(operation: &'static str) {
 }
 
 impl Store {
+    /// The cached item of `table` with hash key `id` (`Some(None)`: cached as
+    /// absent), or `None` when only a read can tell.
+    pub fn cached_item(&self, table: &str, id: &str) -> Option<Option<Item>> {
+        self.cache
+            .peek(&format!("{table}#{id}"), Instant::now())
+            .map(|items| items.first().cloned())
+    }
+
     /// Items of `table` by their hash key `key_attr`, one BatchGetItem per
     /// 100 uncached keys (plus retries of unprocessed keys).
     pub async fn batch_get(

@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::{describe, AwsClients};
 
-use super::{ms, quantile};
+use super::quantile;
+use super::report::{Measure, Row, Section};
 use crate::fetch::FetchClient;
 use crate::provision::Provisioner;
 
@@ -18,7 +19,7 @@ pub(super) async fn run(
     names: Names,
     rounds: usize,
     user: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Section> {
     let raw_user = format!("{user}-raw");
     Provisioner::new(aws.clone(), names.clone())
         .provision(&[user.to_owned(), raw_user.clone()])
@@ -63,27 +64,23 @@ pub(super) async fn run(
         raw_chain(&aws, &raw_request, &raw_reply, &table).await?;
         raw.push(t.elapsed());
     }
-    let (o50, o99) = (quantile(&ours, 0.5), quantile(&ours, 0.99));
-    let (r50, r99) = (quantile(&raw, 0.5), quantile(&raw, 0.99));
-    println!("fetch round trip, {rounds} rounds\n");
-    println!("| path | p50 | p99 |");
-    println!("|---|---|---|");
-    println!(
-        "| `lambdaless` fetch (client + fetch-responder) | {} | {} |",
-        ms(o50),
-        ms(o99)
-    );
-    println!(
-        "| raw chain (7 calls, one task) | {} | {} |",
-        ms(r50),
-        ms(r99)
-    );
-    println!(
-        "| ratio | {:.2}× | {:.2}× |",
-        o50.as_secs_f64() / r50.as_secs_f64(),
-        o99.as_secs_f64() / r99.as_secs_f64()
-    );
-    Ok(())
+    let latency = |v: &[Duration]| Measure::Latency {
+        p50: quantile(v, 0.5),
+        p99: quantile(v, 0.99),
+    };
+    Ok(Section {
+        key: "fetch",
+        title: format!("Fetch round trip, {rounds} rounds"),
+        command: format!("lambdaless bench fetch --rounds {rounds}"),
+        baseline: "the raw chain one fetch needs, in one task: send, receive, delete, GetItem, send, receive, delete".to_owned(),
+        rows: vec![Row::new(
+            "fetch (client library + fetch-responder) vs raw chain",
+            latency(&ours),
+            Some(latency(&raw)),
+            "≤ 1.3×",
+        )],
+        notes: Vec::new(),
+    })
 }
 
 async fn queue_url(aws: &AwsClients, name: &str) -> anyhow::Result<String> {

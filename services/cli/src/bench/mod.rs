@@ -3,22 +3,82 @@
 //! markdown table with the ratio. Run them against a running stack (the
 //! standard `AWS_*` variables point at its emulator).
 //!
-//! `devices` and `mqtt-get` provision their own resources under a fresh
-//! `bench{random}-` prefix and run the service code (mover's
-//! `devices::Pipeline`, mqtt-api's `App`) in process, so only the AWS
-//! endpoint and an MQTT broker need to be running.
+//! `devices` provisions its own resources under a fresh `bench{random}-`
+//! prefix and runs mover's `devices::Pipeline` in process; `broker` starts
+//! its two brokers itself; the others measure the running stack.
 
+pub mod all;
+mod broker;
 pub mod devices;
 mod fetch;
+mod graphql;
+mod http;
 pub mod mqtt_get;
+pub mod report;
 mod stream;
+mod users;
 
 use std::time::Duration;
 
 use lambdaless_contracts::Names;
 
+/// Where api-gateway answers, and with which key.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayArgs {
+    #[arg(
+        long = "api-url",
+        env = "LAMBDALESS_API_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    #[arg(long, env = "LAMBDALESS_API_KEY", default_value = "local-dev-key")]
+    pub api_key: String,
+}
+
 #[derive(clap::Subcommand)]
 pub enum Bench {
+    /// Every benchmark against the running stack; writes docs/benchmarks.md and its charts.
+    All(all::Options),
+    /// Our broker vs Mosquitto (both started here on loopback), same clients.
+    Broker {
+        /// Our broker binary (default: `broker` next to this executable).
+        #[arg(long)]
+        broker_bin: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "mosquitto")]
+        mosquitto_bin: String,
+        #[arg(long, default_value_t = 2000)]
+        round_trips: usize,
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Also measure a broker already listening on this loopback port.
+        #[arg(long)]
+        also_port: Option<u16>,
+    },
+    /// POST /users and GET /users/{id} vs raw SendMessage and GetItem.
+    Users {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+    },
+    /// Cached product query under wrk; uncached orders(customerId) calls and latency.
+    Graphql {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        #[arg(long, default_value = "wrk")]
+        wrk: String,
+        /// Where wrk sends its load (default: --api-url).
+        #[arg(long)]
+        wrk_url: Option<String>,
+        /// Seconds of each wrk run.
+        #[arg(long = "duration", default_value_t = 10)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 8)]
+        connections: u32,
+        /// Customers (10 orders × 3 items each) queried uncached.
+        #[arg(long, default_value_t = 30)]
+        customers: usize,
+    },
     /// mover's devices pipeline vs the raw batch loop vs one-at-a-time.
     Devices {
         #[command(flatten)]
@@ -70,14 +130,66 @@ pub enum Bench {
 impl Bench {
     pub async fn run(self, names: Names) -> anyhow::Result<()> {
         let aws = lambdaless_runtime::aws::load().await;
-        match self {
+        let section = match self {
+            Self::All(options) => return all::run(aws, names, options).await,
+            Self::Broker {
+                broker_bin,
+                mosquitto_bin,
+                round_trips,
+                messages,
+                also_port,
+            } => {
+                broker::run(broker::Options {
+                    broker_bin,
+                    mosquitto_bin,
+                    round_trips,
+                    messages,
+                    also_port,
+                })
+                .await?
+            }
+            Self::Users { gateway, samples } => {
+                users::run(
+                    aws,
+                    names,
+                    users::Options {
+                        url: gateway.url,
+                        api_key: gateway.api_key,
+                        samples,
+                    },
+                )
+                .await?
+            }
+            Self::Graphql {
+                gateway,
+                wrk,
+                wrk_url,
+                duration_s,
+                connections,
+                customers,
+            } => {
+                graphql::run(
+                    aws,
+                    names,
+                    graphql::Options {
+                        url: gateway.url,
+                        api_key: gateway.api_key,
+                        wrk,
+                        wrk_url,
+                        duration_s,
+                        connections,
+                        customers,
+                    },
+                )
+                .await?
+            }
             Self::Devices {
                 mqtt,
                 messages,
                 pollers,
-            } => devices::run(&mqtt, messages, pollers).await,
-            Self::MqttGet { mqtt, samples } => mqtt_get::run(&mqtt, samples).await,
-            Self::Fetch { rounds, user } => fetch::run(aws, names, rounds, &user).await,
+            } => devices::run(&mqtt, messages, pollers).await?,
+            Self::MqttGet { mqtt, samples } => mqtt_get::run(&mqtt, &names, samples).await?,
+            Self::Fetch { rounds, user } => fetch::run(aws, names, rounds, &user).await?,
             Self::Stream {
                 url,
                 api_key,
@@ -98,9 +210,11 @@ impl Bench {
                         rounds,
                     },
                 )
-                .await
+                .await?
             }
-        }
+        };
+        section.print();
+        Ok(())
     }
 }
 
@@ -123,15 +237,6 @@ pub(crate) fn quantile(samples: &[Duration], q: f64) -> Duration {
     sorted.sort_unstable();
     let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[idx]
-}
-
-/// Milliseconds with two decimals and no unit, for tables whose header says ms.
-pub(crate) fn ms_plain(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
-pub(crate) fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 #[cfg(test)]

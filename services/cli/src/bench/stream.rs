@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::Select;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::{describe, AwsClients};
 
-use super::{ms, quantile};
+use super::quantile;
+use super::report::{Measure, Row, Section};
 use crate::stream;
 
 const PAGE: i32 = 200;
@@ -22,7 +23,7 @@ pub(super) struct Options {
     pub rounds: usize,
 }
 
-pub(super) async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Result<()> {
+pub(super) async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Result<Section> {
     let table = names.name(names::ARTISTS);
     fill(&aws, &table, &o, o.small).await?;
     let mut ttfb = Vec::new();
@@ -42,44 +43,62 @@ pub(super) async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Re
     let (_, large_total, large_items) = stream_all(&o).await?;
     let hwm_large = o.pid.map(vm_hwm_kib).transpose()?;
 
-    let t50 = quantile(&ttfb, 0.5);
-    let r50 = quantile(&raw_first, 0.5);
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let (our, raw) = (median(&mut ours_rate), median(&mut raw_rate));
-    println!(
-        "streamer, page_size {PAGE}, {} rounds on {} items\n",
-        o.rounds, o.small
-    );
-    println!("| measure | streamer | raw | ratio |");
-    println!("|---|---|---|---|");
-    println!(
-        "| time to first item (p50) | {} | {} (one Scan page) | {:.2}× |",
-        ms(t50),
-        ms(r50),
-        t50.as_secs_f64() / r50.as_secs_f64()
-    );
-    println!(
-        "| items/s (median) | {our:.0} | {raw:.0} (sequential Scan loop) | {:.2}× |",
-        our / raw
-    );
-    match (hwm_small, hwm_large) {
-        (Some(s), Some(l)) => println!(
-            "| peak RSS (VmHWM) after {} vs {large_items} items ({:.1} s) | {} KiB | {} KiB | {:.2}× |",
-            o.small,
-            large_total.as_secs_f64(),
-            s,
-            l,
-            l as f64 / s as f64
+    let latency = |v: &[Duration]| Measure::Latency {
+        p50: quantile(v, 0.5),
+        p99: quantile(v, 0.99),
+    };
+    let mut rows = vec![
+        Row::new(
+            "stream time to first item vs one raw Scan page",
+            latency(&ttfb),
+            Some(latency(&raw_first)),
+            "≤ 1.2×",
         ),
-        _ => println!(
-            "| {large_items} items streamed in {:.1} s | (pass --pid for peak RSS) | | |",
-            large_total.as_secs_f64()
+        Row::new(
+            format!(
+                "items/s (median of {}) vs a sequential raw Scan loop",
+                o.rounds
+            ),
+            Measure::Rate(our),
+            Some(Measure::Rate(raw)),
+            "≥ 0.9×",
+        ),
+    ];
+    let mut notes = vec![format!(
+        "{large_items} items streamed in {:.1} s.",
+        large_total.as_secs_f64()
+    )];
+    match (hwm_small, hwm_large) {
+        (Some(s), Some(l)) => rows.push(Row::new(
+            format!(
+                "streamer peak RSS after {large_items} items vs after {} items",
+                o.small
+            ),
+            Measure::Bytes(l * 1024),
+            Some(Measure::Bytes(s * 1024)),
+            "≤ 1.2×",
+        )),
+        _ => notes.push(
+            "Peak RSS not measured (pass --pid, or run `bench all` against the Compose stack)."
+                .to_owned(),
         ),
     }
-    Ok(())
+    Ok(Section {
+        key: "stream",
+        title: format!("Streamer, page_size {PAGE}, {} items", o.small),
+        command: format!(
+            "lambdaless bench stream --small {} --large {} --rounds {}",
+            o.small, o.large, o.rounds
+        ),
+        baseline: "raw Scan calls from the benchmark process".to_owned(),
+        rows,
+        notes,
+    })
 }
 
 /// Tops the artists table up to `target` items through `POST /dump`.
