@@ -22,6 +22,8 @@ use testcontainers::clients::Cli;
 use testcontainers::core::WaitFor;
 use testcontainers::{Container, GenericImage, RunnableImage};
 
+pub mod fault_proxy;
+
 /// The MQTT user every test stack defines.
 pub const MQTT_USER: &str = "local";
 pub const MQTT_PASSWORD: &str = "local";
@@ -234,6 +236,22 @@ impl Stack {
             .provision(&[])
             .await
             .expect("provision succeeds")
+    }
+
+    /// The host's address on this stack's network (the network's gateway):
+    /// where containers reach a server the test runs itself.
+    pub fn host_ip_inside(&self) -> std::net::IpAddr {
+        let out = docker_cli(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
+            &self.network,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .find_map(|ip| ip.parse().ok())
+            .unwrap_or_else(|| panic!("no gateway address for network {}: {text}", self.network))
     }
 
     /// The emulator's address as seen from inside the network.

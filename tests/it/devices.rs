@@ -17,7 +17,7 @@ use crate::mqtt_api::queue_url;
 const THING: &str = "streamThing";
 
 /// Sends `n` messages for [`THING`] in batches of 10; returns their SQS ids.
-async fn send_stream(stack: &Stack, inbound: &str, n: usize) -> Vec<String> {
+pub(crate) async fn send_stream(stack: &Stack, inbound: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);
     for start in (0..n).step_by(10) {
         let entries = (start..(start + 10).min(n))
@@ -45,7 +45,7 @@ async fn send_stream(stack: &Stack, inbound: &str, n: usize) -> Vec<String> {
 }
 
 /// The SQS ids inside every stored messageId of [`THING`] (duplicates kept).
-async fn stored_sqs_ids(stack: &Stack) -> Vec<String> {
+pub(crate) async fn stored_sqs_ids(stack: &Stack) -> Vec<String> {
     let mut ids = Vec::new();
     let mut start = None;
     loop {
@@ -73,7 +73,7 @@ async fn stored_sqs_ids(stack: &Stack) -> Vec<String> {
     }
 }
 
-async fn queue_depth(stack: &Stack, url: &str) -> u64 {
+pub(crate) async fn queue_depth(stack: &Stack, url: &str) -> u64 {
     let attrs = stack
         .aws
         .sqs
@@ -89,11 +89,75 @@ async fn queue_depth(stack: &Stack, url: &str) -> u64 {
     attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum()
 }
 
-/// Starts mover, streams `n` messages, interrupts mover with `interrupt`
-/// once some are stored, starts it again, and checks that every message is
-/// stored exactly once and nothing is left queued or dead-lettered.
-async fn interrupted_stream_loses_nothing(interrupt: impl Fn(&lambdaless_tests::Running)) {
-    const N: usize = 300;
+/// Sends `n` valid users-create messages; returns their SQS ids.
+pub(crate) async fn send_users(stack: &Stack, n: usize) -> Vec<String> {
+    let url = queue_url(stack, names::USERS_CREATE).await;
+    let mut ids = Vec::with_capacity(n);
+    for start in (0..n).step_by(10) {
+        let entries = (start..(start + 10).min(n))
+            .map(|i| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(
+                        json!({"name": format!("Crash Test {i}"), "email": format!("crash{i}@example.com")})
+                            .to_string(),
+                    )
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = stack
+            .aws
+            .sqs
+            .send_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.failed.is_empty(), "{:?}", out.failed);
+        ids.extend(out.successful.into_iter().map(|s| s.message_id));
+    }
+    ids
+}
+
+/// Every stored user as (userId, sqsMessageId).
+pub(crate) async fn stored_users(stack: &Stack) -> Vec<(String, String)> {
+    let mut users = Vec::new();
+    let mut start = None;
+    loop {
+        let out = stack
+            .aws
+            .dynamodb
+            .scan()
+            .table_name(stack.names.name(names::USERS))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for item in out.items.unwrap_or_default() {
+            users.push((
+                item["userId"].as_s().unwrap().clone(),
+                item["sqsMessageId"].as_s().unwrap().clone(),
+            ));
+        }
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return users;
+        }
+    }
+}
+
+/// Starts mover, streams `n` device messages and `users` users-create
+/// messages, interrupts mover with `interrupt` once some are stored, starts
+/// it again, and checks that every message is stored exactly once (one user
+/// per message, with the userId derived from its SQS id), and nothing is
+/// left queued or dead-lettered.
+async fn interrupted_stream_loses_nothing(
+    n: usize,
+    users: usize,
+    interrupt: impl Fn(&lambdaless_tests::Running),
+) {
     let mut stack = Stack::start().await;
     stack.provision().await;
     let inbound = queue_url(&stack, names::DEVICE_INBOUND).await;
@@ -103,6 +167,15 @@ async fn interrupted_stream_loses_nothing(interrupt: impl Fn(&lambdaless_tests::
         .sqs
         .set_queue_attributes()
         .queue_url(&inbound)
+        .attributes(QueueAttributeName::VisibilityTimeout, "3")
+        .send()
+        .await
+        .unwrap();
+    stack
+        .aws
+        .sqs
+        .set_queue_attributes()
+        .queue_url(queue_url(&stack, names::USERS_CREATE).await)
         .attributes(QueueAttributeName::VisibilityTimeout, "3")
         .send()
         .await
@@ -120,34 +193,43 @@ async fn interrupted_stream_loses_nothing(interrupt: impl Fn(&lambdaless_tests::
         .await;
     lambdaless_tests::wait_ready(stack.service("mover"), lambdaless_tests::ADMIN_PORT).await;
 
-    let sent = tokio::join!(send_stream(&stack, &inbound, N), async {
-        eventually(Duration::from_secs(60), "some messages stored", || async {
-            (stored_sqs_ids(&stack).await.len() >= 20).then_some(())
-        })
-        .await;
-        interrupt(stack.service("mover"));
-    })
-    .0;
+    let (sent, sent_users, ()) = tokio::join!(
+        send_stream(&stack, &inbound, n),
+        send_users(&stack, users),
+        async {
+            eventually(Duration::from_secs(60), "some messages stored", || async {
+                (stored_sqs_ids(&stack).await.len() >= 20).then_some(())
+            })
+            .await;
+            interrupt(stack.service("mover"));
+        }
+    );
     let stored_at_interrupt = stored_sqs_ids(&stack).await.len();
     assert!(
-        stored_at_interrupt < N,
+        stored_at_interrupt < n,
         "mover finished before the interruption"
     );
     stack.service("mover").start_again();
 
-    eventually(
-        Duration::from_secs(120),
-        "every message stored and the queue empty",
-        || async {
-            let stored = stored_sqs_ids(&stack).await;
-            (stored.len() >= N && queue_depth(&stack, &inbound).await == 0).then_some(())
-        },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let stored = stored_sqs_ids(&stack).await.len();
+        let depth = queue_depth(&stack, &inbound).await;
+        let made = stored_users(&stack).await.len();
+        if stored >= n && depth == 0 && made >= users {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 240 s: {stored}/{n} stored, {depth} queued, {made}/{users} users\n{}",
+            stack.service("mover").logs().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let stored = stored_sqs_ids(&stack).await;
     assert_eq!(
         stored.len(),
-        N,
+        n,
         "an item was written twice under different keys"
     );
     let stored: HashSet<String> = stored.into_iter().collect();
@@ -155,11 +237,28 @@ async fn interrupted_stream_loses_nothing(interrupt: impl Fn(&lambdaless_tests::
     assert_eq!(stored, sent);
     let dlq = queue_url(&stack, &format!("{}-dlq", names::DEVICE_INBOUND)).await;
     assert_eq!(queue_depth(&stack, &dlq).await, 0, "nothing dead-lettered");
+
+    let made = stored_users(&stack).await;
+    assert_eq!(made.len(), users, "one user per users-create message");
+    let by_message: HashSet<String> = made.iter().map(|(_, m)| m.clone()).collect();
+    assert_eq!(
+        by_message,
+        sent_users.iter().cloned().collect::<HashSet<_>>()
+    );
+    for (user_id, message_id) in &made {
+        assert_eq!(user_id, &lambdaless_contracts::user::user_id(message_id));
+    }
+    let users_dlq = queue_url(&stack, &format!("{}-dlq", names::USERS_CREATE)).await;
+    assert_eq!(
+        queue_depth(&stack, &users_dlq).await,
+        0,
+        "no user dead-lettered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mover_stopped_with_sigterm_mid_stream_loses_nothing() {
-    interrupted_stream_loses_nothing(|mover| {
+    interrupted_stream_loses_nothing(300, 20, |mover| {
         mover.stop(30);
         let (running, code) = mover.state();
         assert!(!running);
@@ -170,8 +269,8 @@ async fn mover_stopped_with_sigterm_mid_stream_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_redelivered_after_a_crash_are_stored_once() {
-    interrupted_stream_loses_nothing(|mover| {
+async fn mover_killed_mid_2000_messages_stores_each_once_and_makes_no_duplicate_users() {
+    interrupted_stream_loses_nothing(2000, 100, |mover| {
         let out = docker_cli(&["kill", "-s", "KILL", mover.id()]);
         assert!(out.status.success());
     })

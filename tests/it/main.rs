@@ -2,11 +2,14 @@
 //! Each test starts its own [`lambdaless_tests::Stack`] of real containers.
 
 mod devices;
+mod faults;
 mod fetch;
 mod foundation;
 mod graphql;
+mod hostile;
 mod http;
 mod mqtt_api;
 mod mqtt_client;
+mod scale;
 mod stream;
 mod users;

@@ -109,6 +109,11 @@ pub(crate) async fn connect(port: u16, filters: &[&str]) -> TestClient {
 }
 
 impl TestClient {
+    /// Next publish, or `None` if the client task ended.
+    pub(crate) async fn next_any(&mut self) -> Option<Publish> {
+        self.incoming.recv().await
+    }
+
     /// Next publish, or panic after `timeout`.
     pub(crate) async fn next(&mut self, timeout: Duration) -> Publish {
         tokio::time::timeout(timeout, self.incoming.recv())

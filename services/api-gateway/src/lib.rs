@@ -139,6 +139,7 @@ impl App {
             .route("/openapi.json", get(openapi::document))
             .merge(admin::router(readiness, self.ctx.metrics.clone()))
             .fallback(|| async { ApiError::NotFound("no such route") })
+            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
             .layer(DefaultBodyLimit::max(s.body_limit_bytes))
             .layer(from_fn(admin::track_http))
             .layer(cors(&s.cors_origins))

@@ -143,6 +143,8 @@ impl App {
             ));
         let router = admin::router(readiness, self.ctx.metrics.clone())
             .merge(api)
+            .fallback(|| async { error::ApiError::NotFound("no such route".to_owned()) })
+            .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
             .layer(axum::middleware::from_fn(admin::track_http));
         let addr = self.local_addr();
         tracing::info!(startup_ms = self.ctx.elapsed_ms(), %addr, "streamer listening");

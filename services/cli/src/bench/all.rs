@@ -84,7 +84,10 @@ pub async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Result<()
     }
     if wanted("mover") {
         eprintln!("== mover devices pipeline");
-        record("mover", super::devices::run(&o.mqtt, n(5000), 2).await);
+        record(
+            "mover",
+            super::devices::run(&o.mqtt, n(5000), n(500), 2).await,
+        );
     }
     if wanted("users") {
         eprintln!("== users API");

@@ -85,6 +85,9 @@ pub enum Bench {
         mqtt: crate::device::MqttArgs,
         #[arg(long, default_value_t = 5000)]
         messages: usize,
+        /// Messages the one-at-a-time side drains (from a queue that deep).
+        #[arg(long, default_value_t = 500)]
+        single: usize,
         #[arg(long, default_value_t = 2)]
         pollers: usize,
     },
@@ -186,8 +189,9 @@ impl Bench {
             Self::Devices {
                 mqtt,
                 messages,
+                single,
                 pollers,
-            } => devices::run(&mqtt, messages, pollers).await?,
+            } => devices::run(&mqtt, messages, single, pollers).await?,
             Self::MqttGet { mqtt, samples } => mqtt_get::run(&mqtt, &names, samples).await?,
             Self::Fetch { rounds, user } => fetch::run(aws, names, rounds, &user).await?,
             Self::Stream {
