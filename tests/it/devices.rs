@@ -222,7 +222,14 @@ async fn interrupted_stream_loses_nothing(
         assert!(
             std::time::Instant::now() < deadline,
             "after 240 s: {stored}/{n} stored, {depth} queued, {made}/{users} users\n{}",
-            stack.service("mover").logs().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+            stack
+                .service("mover")
+                .logs()
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

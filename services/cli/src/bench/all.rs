@@ -39,7 +39,7 @@ pub struct Options {
     wrk: String,
     #[arg(long, default_value = "mosquitto")]
     mosquitto_bin: String,
-    /// Only these benchmarks (comma-separated keys: broker,mqtt-get,mover,users,graphql,fetch,stream,memory).
+    /// Only these benchmarks (comma-separated keys: broker,mqtt-get,mover,users,graphql,fetch,stream,load,memory).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -148,6 +148,24 @@ pub async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Result<()
                     small: n(2000) as u64,
                     large: n(20_000) as u64,
                     rounds: 3,
+                },
+            )
+            .await,
+        );
+    }
+    if wanted("load") {
+        eprintln!("== sustained mixed load");
+        record(
+            "load",
+            super::load::run(
+                aws.clone(),
+                names.clone(),
+                super::load::Options {
+                    url: o.gateway.url.clone(),
+                    streamer_url: o.streamer_url.clone(),
+                    api_key: o.gateway.api_key.clone(),
+                    mqtt: o.mqtt.clone(),
+                    duration: std::time::Duration::from_secs(n(60) as u64),
                 },
             )
             .await,

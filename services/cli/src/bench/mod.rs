@@ -13,6 +13,7 @@ pub mod devices;
 mod fetch;
 mod graphql;
 mod http;
+mod load;
 pub mod mqtt_get;
 pub mod report;
 mod stream;
@@ -53,6 +54,23 @@ pub enum Bench {
         /// Also measure a broker already listening on this loopback port.
         #[arg(long)]
         also_port: Option<u16>,
+    },
+    /// A sustained mixed load (users, GraphQL, MQTT, device messages, fetches,
+    /// a stream) with progress; fails on any error or lost message.
+    Load {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        #[command(flatten)]
+        mqtt: crate::device::MqttArgs,
+        #[arg(
+            long,
+            env = "LAMBDALESS_STREAMER_URL",
+            default_value = "http://127.0.0.1:8081"
+        )]
+        streamer_url: String,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
     },
     /// POST /users and GET /users/{id} vs raw SendMessage and GetItem.
     Users {
@@ -149,6 +167,25 @@ impl Bench {
                     messages,
                     also_port,
                 })
+                .await?
+            }
+            Self::Load {
+                gateway,
+                mqtt,
+                streamer_url,
+                duration,
+            } => {
+                load::run(
+                    aws,
+                    names,
+                    load::Options {
+                        url: gateway.url,
+                        streamer_url,
+                        api_key: gateway.api_key,
+                        mqtt,
+                        duration: Duration::from_secs(duration),
+                    },
+                )
                 .await?
             }
             Self::Users { gateway, samples } => {
