@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::topics::{self, MAX_LEVEL_BYTES};
+
 /// Default field naming the device (`uuidKey` in the seed).
 pub const DEFAULT_UUID_KEY: &str = "thingName";
 /// Default field ordering the device's messages (`messageIdKey` in the seed).
@@ -18,7 +20,9 @@ pub enum KeyError {
     Missing(String),
     #[error("field `{0}` must be a non-empty string or a number")]
     WrongType(String),
-    #[error("field `{0}` cannot be used in a topic (contains '/', '+', '#' or NUL)")]
+    #[error(
+        "field `{0}` cannot be used in a request topic (a wildcard, NUL, a stray '/' or over 1024 bytes)"
+    )]
     NotTopicSafe(String),
 }
 
@@ -52,15 +56,29 @@ impl DeviceKeys {
             return Err(KeyError::NotAnObject);
         }
         let uuid = scalar_at(body, &self.uuid_key)?;
-        if !crate::topics::is_single_level(&uuid) {
+        // A level of `request/{op}/{uuid}`: parse_request refuses anything else.
+        if !topics::is_single_level(&uuid) || uuid.len() > MAX_LEVEL_BYTES {
             return Err(KeyError::NotTopicSafe(self.uuid_key.clone()));
         }
         let message_id_value = scalar_at(body, &self.message_id_key)?;
+        if !starts_a_message_id(&message_id_value) {
+            return Err(KeyError::NotTopicSafe(self.message_id_key.clone()));
+        }
         Ok(ExtractedKeys {
             uuid,
             message_id_value,
         })
     }
+}
+
+/// Whether the stored id `{value}-{ts}-{MessageId}` will be a messageId that
+/// get/next/delete accept. Without this check a value such as `/x`, `a//b`,
+/// `a#b`, 1e300 (which serde_json writes `1e+300`) or 5000 bytes was stored
+/// and announced, but every request naming it was refused, so the message
+/// could never be fetched or deleted over MQTT.
+/// The suffix fills the value's last level, so only that one may end empty.
+fn starts_a_message_id(value: &str) -> bool {
+    value.len() <= MAX_LEVEL_BYTES && topics::is_message_id(&format!("{value}-"))
 }
 
 /// Follows a dotted path; a literal key containing dots wins over nesting.
@@ -151,5 +169,18 @@ mod tests {
             keys.extract(&json!({"thingName":"","epochTime":"1"})),
             Err(KeyError::WrongType("thingName".into()))
         );
+        for unreachable in ["/x", "a//b", "a+b", "a#b", "nul\0", &"9".repeat(1025)] {
+            assert_eq!(
+                keys.extract(&json!({"thingName":"t","epochTime":unreachable})),
+                Err(KeyError::NotTopicSafe("epochTime".into())),
+                "{unreachable:.40}"
+            );
+        }
+        assert_eq!(
+            keys.extract(&json!({"thingName":"t".repeat(1025),"epochTime":"1"})),
+            Err(KeyError::NotTopicSafe("thingName".into()))
+        );
+        let slashes = keys.extract(&json!({"thingName":"t","epochTime":"2024/01/"}));
+        assert_eq!(slashes.unwrap().message_id_value, "2024/01/");
     }
 }

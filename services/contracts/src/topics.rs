@@ -21,6 +21,12 @@ pub fn is_single_level(s: &str) -> bool {
     !s.is_empty() && !s.contains(['/', '+', '#', '\0'])
 }
 
+/// A message id is usable as the tail of `request/{op}/{uuid}/{messageId}`
+/// when `/` only separates non-empty levels and it holds no wildcard or NUL.
+pub fn is_message_id(s: &str) -> bool {
+    !s.contains(['+', '#', '\0']) && s.split('/').all(|level| !level.is_empty())
+}
+
 /// The request topic of an operation: `request/{op}/{uuid}[/{rest}]`.
 pub fn request(op: &str, uuid: &str, rest: Option<&str>) -> String {
     match rest {
@@ -111,10 +117,7 @@ pub fn parse_request(topic: &str) -> Result<RequestTopic<'_>, TopicError> {
     };
     let with_id = |shape: &'static str| -> Result<(&str, &str), TopicError> {
         let id = tail.ok_or(TopicError::Shape(shape))?;
-        if !level_ok(uuid) || id.is_empty() || id.contains(['+', '#', '\0']) {
-            return Err(TopicError::BadLevel);
-        }
-        if id.split('/').any(str::is_empty) {
+        if !level_ok(uuid) || !is_message_id(id) {
             return Err(TopicError::BadLevel);
         }
         Ok((uuid, id))

@@ -2,17 +2,51 @@
 //! be answered at all. Pure logic, no I/O: everything refused here is
 //! dead-lettered by the responder, never answered.
 
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A request that passed every check.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct FetchRequest {
     pub fetch_id: String,
     /// Name (last URL path segment) of the reply queue; it is resolved by
     /// name because the host in the URL depends on who built it.
     pub reply_queue: String,
-    /// Echoed back exactly: a JSON string or number.
-    pub nonce: Value,
+    /// Echoed back exactly: a JSON string or number, kept as the very text
+    /// the requester sent. A `Value` would turn integers beyond 64 bits and
+    /// long decimals into the nearest f64 (`18446744073709551617` came back
+    /// as `1.8446744073709552e19`), and the client would not know its reply.
+    pub nonce: Box<RawValue>,
+}
+
+impl PartialEq for FetchRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.fetch_id == other.fetch_id
+            && self.reply_queue == other.reply_queue
+            && self.nonce.get() == other.nonce.get()
+    }
+}
+
+impl FetchRequest {
+    /// The reply body: `{"nonce": <as sent>, "data": {...}}` with the
+    /// document, `{"nonce": <as sent>, "error": "not found"}` without one.
+    pub fn reply(&self, document: Option<&Map<String, Value>>) -> String {
+        #[derive(Serialize)]
+        struct Reply<'r> {
+            nonce: &'r RawValue,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            data: Option<&'r Map<String, Value>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'static str>,
+        }
+        let reply = Reply {
+            nonce: &self.nonce,
+            data: document,
+            error: document.is_none().then_some("not found"),
+        };
+        serde_json::to_string(&reply).expect("a reply of JSON values serializes")
+    }
 }
 
 /// Why a request is refused.
@@ -66,7 +100,7 @@ pub fn parse(body: &str, user_queue_prefix: &str) -> Result<FetchRequest, Refusa
     let url = string_field(&map, "sqs_queue_url")?;
     let nonce = match map.get("nonce") {
         None | Some(Value::Null) => return Err(Refusal::Missing("nonce")),
-        Some(v @ (Value::String(_) | Value::Number(_))) => v.clone(),
+        Some(Value::String(_) | Value::Number(_)) => raw_nonce(body)?,
         Some(_) => return Err(Refusal::BadNonce),
     };
     let reply_queue = queue_name(&url)
@@ -77,6 +111,20 @@ pub fn parse(body: &str, user_queue_prefix: &str) -> Result<FetchRequest, Refusa
         reply_queue,
         nonce,
     })
+}
+
+/// The nonce's own JSON text, read from the body a second time because the
+/// `Value` above has already rounded numbers. A body naming `nonce` twice is
+/// refused: which of the two to echo would be a guess.
+fn raw_nonce(body: &str) -> Result<Box<RawValue>, Refusal> {
+    #[derive(Deserialize)]
+    struct Nonce<'b> {
+        #[serde(borrow)]
+        nonce: &'b RawValue,
+    }
+    serde_json::from_str::<Nonce<'_>>(body)
+        .map(|n| n.nonce.to_owned())
+        .map_err(|_| Refusal::BadNonce)
 }
 
 /// The queue name of a queue URL: its last path segment.
@@ -116,14 +164,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.reply_queue, "p1-user-queue-u1");
-        assert_eq!(r.nonce, json!(42));
+        assert_eq!(r.nonce.get(), "42");
         let r = parse(
             &body(json!({"fetch_id": "a", "sqs_queue_url": "https://sqs.eu-west-1.amazonaws.com/1/p1-user-queue-u1/", "nonce": "x"})),
             P,
         )
         .unwrap();
-        assert_eq!(r.nonce, json!("x"));
+        assert_eq!(r.nonce.get(), r#""x""#);
         assert_eq!(r.reply_queue, "p1-user-queue-u1");
+    }
+
+    #[test]
+    fn nonces_beyond_f64_are_echoed_verbatim() {
+        let url = "http://h/0/p1-user-queue-u1";
+        for nonce in [
+            "18446744073709551617",
+            "0.1000000000000000000001",
+            "1.50",
+            "-0",
+        ] {
+            let body = format!(r#"{{"fetch_id":"a","sqs_queue_url":"{url}","nonce":{nonce}}}"#);
+            let r = parse(&body, P).unwrap();
+            assert_eq!(r.nonce.get(), nonce);
+            assert_eq!(
+                r.reply(None),
+                format!(r#"{{"nonce":{nonce},"error":"not found"}}"#)
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,6 @@ use lambdaless_contracts::device::DLQ_REASON_ATTRIBUTE;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::dynamo_json;
-use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::request::{self, FetchRequest, Refusal};
@@ -161,21 +160,15 @@ impl Responder {
             Err(e) => return Outcome::Retry(format!("GetItem: {}", aws::describe(&e))),
         };
         let (reply, label) = match item {
-            Some(item) => (
-                json!({"nonce": req.nonce, "data": Value::Object(dynamo_json::from_item(&item))}),
-                "replied",
-            ),
-            None => (
-                json!({"nonce": req.nonce, "error": "not found"}),
-                "not_found",
-            ),
+            Some(item) => (req.reply(Some(&dynamo_json::from_item(&item))), "replied"),
+            None => (req.reply(None), "not_found"),
         };
         match self
             .aws
             .sqs
             .send_message()
             .queue_url(&url)
-            .message_body(reply.to_string())
+            .message_body(reply)
             .send()
             .await
         {
