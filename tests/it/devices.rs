@@ -162,12 +162,16 @@ async fn interrupted_stream_loses_nothing(
     stack.provision().await;
     let inbound = queue_url(&stack, names::DEVICE_INBOUND).await;
     // Short visibility: messages the interrupted mover held come back soon.
+    // A long stream makes moto slow (its SQS costs grow with the queue), so
+    // it gets a longer one, or batches would time out and churn.
+    let visibility: u64 = if n > 500 { 20 } else { 3 };
+    let (visibility, extend_after) = (visibility.to_string(), (visibility / 3).to_string());
     stack
         .aws
         .sqs
         .set_queue_attributes()
         .queue_url(&inbound)
-        .attributes(QueueAttributeName::VisibilityTimeout, "3")
+        .attributes(QueueAttributeName::VisibilityTimeout, &visibility)
         .send()
         .await
         .unwrap();
@@ -176,7 +180,7 @@ async fn interrupted_stream_loses_nothing(
         .sqs
         .set_queue_attributes()
         .queue_url(queue_url(&stack, names::USERS_CREATE).await)
-        .attributes(QueueAttributeName::VisibilityTimeout, "3")
+        .attributes(QueueAttributeName::VisibilityTimeout, &visibility)
         .send()
         .await
         .unwrap();
@@ -186,8 +190,11 @@ async fn interrupted_stream_loses_nothing(
             "mover",
             &[
                 ("LAMBDALESS_DEVICES__POLLERS", "4"),
-                ("LAMBDALESS_DEVICES__EXTEND_VISIBILITY_AFTER_SECS", "1"),
-                ("LAMBDALESS_DEVICES__VISIBILITY_TIMEOUT_SECS", "3"),
+                (
+                    "LAMBDALESS_DEVICES__EXTEND_VISIBILITY_AFTER_SECS",
+                    &extend_after,
+                ),
+                ("LAMBDALESS_DEVICES__VISIBILITY_TIMEOUT_SECS", &visibility),
             ],
         )
         .await;
@@ -211,17 +218,25 @@ async fn interrupted_stream_loses_nothing(
     );
     stack.service("mover").start_again();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let deadline = std::time::Instant::now() + Duration::from_secs(480);
     loop {
-        let stored = stored_sqs_ids(&stack).await.len();
+        // The queue's depth is cheap to ask; the stored items (a query of up
+        // to n items, which loads moto) only once the queue is empty.
         let depth = queue_depth(&stack, &inbound).await;
-        let made = stored_users(&stack).await.len();
+        let (stored, made) = if depth == 0 {
+            (
+                stored_sqs_ids(&stack).await.len(),
+                stored_users(&stack).await.len(),
+            )
+        } else {
+            (0, 0)
+        };
         if stored >= n && depth == 0 && made >= users {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "after 240 s: {stored}/{n} stored, {depth} queued, {made}/{users} users\n{}",
+            "after 480 s: {stored}/{n} stored, {depth} queued, {made}/{users} users\n{}",
             stack
                 .service("mover")
                 .logs()
@@ -231,7 +246,7 @@ async fn interrupted_stream_loses_nothing(
                 .collect::<Vec<_>>()
                 .join("\n")
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let stored = stored_sqs_ids(&stack).await;
     assert_eq!(
