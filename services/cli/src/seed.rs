@@ -190,7 +190,12 @@ pub async fn seed_orders(
     Ok(written)
 }
 
-async fn write_batch(db: &DynamoDb, table: &str, items: &[Item]) -> Result<(), SeedError> {
+/// Writes up to 25 items with BatchWriteItem, retrying unprocessed ones.
+pub(crate) async fn write_batch(
+    db: &DynamoDb,
+    table: &str,
+    items: &[Item],
+) -> Result<(), SeedError> {
     let mut requests: Vec<WriteRequest> = items
         .iter()
         .map(|i| {

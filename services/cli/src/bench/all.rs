@@ -206,32 +206,29 @@ pub async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Result<()
     Ok(())
 }
 
+/// `docker inspect -f FORMAT` of the service's first Compose container.
+fn inspect(project: &str, service: &str, format: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", format])
+        .arg(format!("{project}_{service}_1"))
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 /// The container's address on its Compose network (reachable from this
 /// host without Docker's userland port proxy).
 fn container_ip(project: &str, service: &str) -> Option<String> {
-    let out = Command::new("docker")
-        .args([
-            "inspect",
-            "-f",
-            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-        ])
-        .arg(format!("{project}_{service}_1"))
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .map(str::to_owned)
+    let ips = inspect(
+        project,
+        service,
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+    )?;
+    ips.split_whitespace().next().map(str::to_owned)
 }
 
 fn container_pid(project: &str, service: &str) -> Option<u32> {
-    let out = Command::new("docker")
-        .args(["inspect", "-f", "{{.State.Pid}}"])
-        .arg(format!("{project}_{service}_1"))
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
+    inspect(project, service, "{{.State.Pid}}")?
         .parse()
         .ok()
         .filter(|p| *p > 0)

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use lambdaless_contracts::schema::ORDERS_BY_CUSTOMER;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::{describe, AwsClients};
@@ -44,37 +44,7 @@ fn s(v: impl Into<String>) -> AttributeValue {
 
 async fn put_all(aws: &AwsClients, table: &str, items: Vec<Item>) -> anyhow::Result<()> {
     for chunk in items.chunks(25) {
-        let mut requests: Vec<WriteRequest> = chunk
-            .iter()
-            .map(|i| {
-                WriteRequest::builder()
-                    .put_request(
-                        PutRequest::builder()
-                            .set_item(Some(i.clone()))
-                            .build()
-                            .expect("item"),
-                    )
-                    .build()
-            })
-            .collect();
-        for attempt in 0..8u32 {
-            let out = aws
-                .dynamodb
-                .batch_write_item()
-                .request_items(table, requests)
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!(describe(&e)))?;
-            requests = out
-                .unprocessed_items
-                .and_then(|mut u| u.remove(table))
-                .unwrap_or_default();
-            if requests.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-        }
-        anyhow::ensure!(requests.is_empty(), "{table}: items left unprocessed");
+        crate::seed::write_batch(&aws.dynamodb, table, chunk).await?;
     }
     Ok(())
 }
