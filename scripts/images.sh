@@ -12,7 +12,7 @@
 #                              fetched with `apt-get download`, `docker import`ed.
 #   lambdaless/<bin>:TAG       (TAG = $LAMBDALESS_IMAGE_TAG or latest) base + the host-built ${CARGO_TARGET_DIR:-target}/release/<bin>
 #                              (Dockerfile.prebuilt); build the binaries first
-#                              (`cargo build --release --workspace --all-targets`, as scripts/up.sh does).
+#                              (`cargo build --release --workspace --bins`, as scripts/up.sh does).
 #   lambdaless/moto:latest     the AWS emulator fallback (localstack/moto/build.sh).
 #
 # Each image carries the label io.lambdaless.inputs = sha256 of its inputs (binary, config,
@@ -196,7 +196,7 @@ build_service() {
   t0="$(now_ms)"
   bin="$target_dir/release/$name"
   cfg="$LL_ROOT/config/$name.toml"
-  [[ -x "$bin" ]] || die "$name: no binary at $bin; build it first: cargo build --release --workspace --all-targets"
+  [[ -x "$bin" ]] || die "$name: no binary at $bin; build it first: cargo build --release --workspace --bins"
   check_needed_libs "$bin"
   inputs="$(
     {
@@ -251,7 +251,7 @@ t_all="$(now_ms)"
 # Fail early, and about every missing binary at once.
 missing=()
 for s in "${services[@]}"; do [[ -x "$target_dir/release/$s" ]] || missing+=("$s"); done
-[[ ${#missing[@]} -eq 0 ]] || die "no binary for: ${missing[*]} (looked in $target_dir/release); build them first: cargo build --release --workspace --all-targets"
+[[ ${#missing[@]} -eq 0 ]] || die "no binary for: ${missing[*]} (looked in $target_dir/release); build them first: cargo build --release --workspace --bins"
 
 [[ $do_base -eq 0 ]] || build_base
 

@@ -4,8 +4,9 @@
 #   scripts/up.sh [--emulator moto|localstack] [--no-cargo] [--timeout SECONDS]
 #
 #   1. scripts/install-deps.sh (quick when everything is there)
-#   2. cargo build --release --workspace --all-targets   (skipped with --no-cargo or
-#      LAMBDALESS_SKIP_CARGO=1; honours CARGO_TARGET_DIR)
+#   2. cargo build --release --workspace --bins: the seven binaries and nothing else (no test or
+#      benchmark dependencies; scripts/test.sh adds those on the same target directory);
+#      skipped with --no-cargo or LAMBDALESS_SKIP_CARGO=1; honours CARGO_TARGET_DIR
 #   3. the emulator: LocalStack (localstack/localstack:4.14.0) when its image is here or a
 #      registry answers a pull within 30 s, otherwise lambdaless/moto (localstack/compose.moto.yml);
 #      LAMBDALESS_EMULATOR=moto|localstack (or --emulator) decides instead
@@ -42,9 +43,13 @@ log "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || "$
 
 # ---------------------------------------------------------------- 2. binaries
 if [[ "$skip_cargo" != 1 ]]; then
-  step "cargo build --release --workspace --all-targets"
+  if [[ -x "${CARGO_TARGET_DIR:-$LL_ROOT/target}/release/api-gateway" ]]; then
+    step "cargo build --release --workspace --bins (seconds when nothing changed)"
+  else
+    step "cargo build --release --workspace --bins (cold: about 6 min on 2 cores; cargo's progress follows)"
+  fi
   t0="$(now_ms)"
-  (cd "$LL_ROOT" && cargo build --release --workspace --all-targets)
+  (cd "$LL_ROOT" && cargo build --release --workspace --bins)
   ok "binaries built ($(since "$t0"))"
 fi
 

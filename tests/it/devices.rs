@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use lambdaless_contracts::names;
-use lambdaless_tests::{docker_cli, eventually, Stack};
+use lambdaless_testkit::{docker_cli, eventually, Stack};
 use serde_json::json;
 
 use crate::mqtt_api::queue_url;
@@ -74,19 +74,7 @@ pub(crate) async fn stored_sqs_ids(stack: &Stack) -> Vec<String> {
 }
 
 pub(crate) async fn queue_depth(stack: &Stack, url: &str) -> u64 {
-    let attrs = stack
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap_or_default();
-    attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum()
+    stack.depth_of_url(url).await.total()
 }
 
 /// Sends `n` valid users-create messages; returns their SQS ids.
@@ -156,7 +144,7 @@ pub(crate) async fn stored_users(stack: &Stack) -> Vec<(String, String)> {
 async fn interrupted_stream_loses_nothing(
     n: usize,
     users: usize,
-    interrupt: impl Fn(&lambdaless_tests::Running),
+    interrupt: impl Fn(&lambdaless_testkit::Running),
 ) {
     let mut stack = Stack::start().await;
     stack.provision().await;
@@ -198,7 +186,7 @@ async fn interrupted_stream_loses_nothing(
             ],
         )
         .await;
-    lambdaless_tests::wait_ready(stack.service("mover"), lambdaless_tests::ADMIN_PORT).await;
+    lambdaless_testkit::wait_ready(stack.service("mover"), lambdaless_testkit::ADMIN_PORT).await;
 
     let (sent, sent_users, ()) = tokio::join!(
         send_stream(&stack, &inbound, n),

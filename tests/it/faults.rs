@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use lambdaless_contracts::names;
-use lambdaless_tests::fault_proxy::FaultProxy;
-use lambdaless_tests::{docker_cli, eventually, http_get, Stack, ADMIN_PORT, MQTT_PORT};
+use lambdaless_testkit::fault_proxy::FaultProxy;
+use lambdaless_testkit::{docker_cli, eventually, http_get, Stack, ADMIN_PORT, MQTT_PORT};
 use serde_json::json;
 
 use crate::devices::{queue_depth, send_stream, send_users, stored_sqs_ids, stored_users};
@@ -132,7 +132,7 @@ async fn emulator_paused_for_10_s_under_load_makes_services_unready_and_loses_no
     stack
         .start_service_unchecked("mover", &[("LAMBDALESS_DEVICES__POLLERS", "4")])
         .await;
-    lambdaless_tests::wait_ready(stack.service("mover"), ADMIN_PORT).await;
+    lambdaless_testkit::wait_ready(stack.service("mover"), ADMIN_PORT).await;
     stack.start_service("api-gateway").await;
     let mover_admin = stack.service("mover").host_port(ADMIN_PORT).await;
     let gateway = stack.service("api-gateway").host_port(8080).await;
@@ -230,7 +230,7 @@ async fn through_a_slow_link_that_cuts_answers_mover_stores_everything_once() {
             ],
         )
         .await;
-    lambdaless_tests::wait_ready(stack.service("mover"), ADMIN_PORT).await;
+    lambdaless_testkit::wait_ready(stack.service("mover"), ADMIN_PORT).await;
     proxy.set_latency(Duration::from_millis(25));
     proxy.cut_every(9);
 

@@ -6,13 +6,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
-use lambdaless_cli::fetch::{FetchClient, FetchError};
-use lambdaless_cli::provision::Provisioner;
+use lambdaless_client::fetch::{FetchClient, FetchError};
+use lambdaless_client::provision::Provisioner;
 use lambdaless_contracts::device::DLQ_REASON_ATTRIBUTE;
 use lambdaless_contracts::names;
-use lambdaless_runtime::dynamo_json;
-use lambdaless_tests::{eventually, http_get, Stack, ADMIN_PORT};
+use lambdaless_testkit::{eventually, http_get, Stack, ADMIN_PORT};
 use serde_json::{json, Value};
 
 const USER: &str = "alice";
@@ -35,89 +33,26 @@ async fn put_document(stack: &Stack, doc: Value) {
     let Value::Object(map) = doc else {
         panic!("object")
     };
-    stack
-        .aws
-        .dynamodb
-        .put_item()
-        .table_name(stack.names.name(names::DOCUMENTS))
-        .set_item(Some(dynamo_json::to_item(&map)))
-        .send()
-        .await
-        .unwrap();
-}
-
-async fn queue_url(stack: &Stack, name: &str) -> String {
-    stack
-        .aws
-        .sqs
-        .get_queue_url()
-        .queue_name(name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap()
+    stack.put_item(names::DOCUMENTS, &map).await;
 }
 
 /// Visible plus in-flight messages of a queue.
 async fn depth(stack: &Stack, url: &str) -> u64 {
-    let attrs = stack
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap_or_default();
-    attrs.values().map(|v| v.parse::<u64>().unwrap_or(0)).sum()
+    stack.depth_of_url(url).await.total()
 }
 
 /// Receives one message from `url` (long poll), deletes it, returns (body, attributes).
 async fn receive_one(stack: &Stack, url: &str) -> Option<(String, HashMap<String, String>)> {
-    let out = stack
-        .aws
-        .sqs
-        .receive_message()
-        .queue_url(url)
-        .wait_time_seconds(2)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .unwrap();
-    let m = out.messages.unwrap_or_default().into_iter().next()?;
-    stack
-        .aws
-        .sqs
-        .delete_message()
-        .queue_url(url)
-        .set_receipt_handle(m.receipt_handle)
-        .send()
-        .await
-        .unwrap();
-    let attrs = m
-        .message_attributes
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, v.string_value?)))
-        .collect();
-    Some((m.body.unwrap_or_default(), attrs))
+    let r = stack
+        .receive_one_from_url(url, Duration::from_secs(2))
+        .await?;
+    Some((r.body, r.attributes))
 }
 
 async fn send_request(stack: &Stack, body: &str) {
-    let url = queue_url(stack, &stack.names.name(names::FETCH_REQUESTS)).await;
     stack
-        .aws
-        .sqs
-        .send_message()
-        .queue_url(url)
-        .message_body(body)
-        .send()
-        .await
-        .unwrap();
+        .send(&stack.names.name(names::FETCH_REQUESTS), body)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +79,7 @@ async fn fetch_returns_the_document_or_not_found() {
 async fn numeric_and_string_nonces_are_echoed_exactly() {
     let stack = stack(true).await;
     put_document(&stack, json!({"id": "d", "v": 1})).await;
-    let reply_url = queue_url(&stack, &stack.names.user_queue(USER)).await;
+    let reply_url = stack.queue_url(&stack.names.user_queue(USER)).await;
     let nonces = [json!(12345), json!("abc-7"), json!(1.5), json!("42")];
     for nonce in &nonces {
         send_request(
@@ -213,7 +148,7 @@ async fn a_late_reply_to_a_timed_out_fetch_is_cleaned_up() {
     // The responder now answers both the old request and this one.
     let data = client.fetch("slow", USER, WAIT).await.unwrap();
     assert_eq!(data["v"], json!(1));
-    let reply_url = queue_url(&stack, &stack.names.user_queue(USER)).await;
+    let reply_url = stack.queue_url(&stack.names.user_queue(USER)).await;
     eventually(
         Duration::from_secs(60),
         "the late reply to be deleted",
@@ -241,7 +176,9 @@ async fn a_foreign_reply_queue_gets_nothing_and_the_request_is_dead_lettered() {
         &json!({"fetch_id": "secret", "sqs_queue_url": stranger, "nonce": 1}).to_string(),
     )
     .await;
-    let dlq = queue_url(&stack, &stack.names.dlq(names::FETCH_REQUESTS)).await;
+    let dlq = stack
+        .queue_url(&stack.names.dlq(names::FETCH_REQUESTS))
+        .await;
     let (body, attrs) = eventually(WAIT, "the request in the DLQ", || async {
         receive_one(&stack, &dlq).await
     })
@@ -262,7 +199,7 @@ async fn a_foreign_reply_queue_gets_nothing_and_the_request_is_dead_lettered() {
 async fn garbage_requests_leave_the_responder_healthy() {
     let stack = stack(true).await;
     put_document(&stack, json!({"id": "ok", "v": 2})).await;
-    let reply_url = queue_url(&stack, &stack.names.user_queue(USER)).await;
+    let reply_url = stack.queue_url(&stack.names.user_queue(USER)).await;
     let garbage = [
         "not json".to_owned(),
         "[1,2]".to_owned(),
@@ -276,7 +213,9 @@ async fn garbage_requests_leave_the_responder_healthy() {
     for body in &garbage {
         send_request(&stack, body).await;
     }
-    let dlq = queue_url(&stack, &stack.names.dlq(names::FETCH_REQUESTS)).await;
+    let dlq = stack
+        .queue_url(&stack.names.dlq(names::FETCH_REQUESTS))
+        .await;
     let mut reasons = Vec::new();
     while reasons.len() < garbage.len() {
         let (_, attrs) = eventually(WAIT, "garbage in the DLQ", || async {
@@ -313,9 +252,9 @@ async fn the_http_bridge_returns_the_document() {
     let get = |path: &'static str, user: Option<&'static str>| {
         let base = base.clone();
         async move {
-            let mut headers: Vec<(&str, &str)> = vec![("x-api-key", lambdaless_tests::API_KEY)];
+            let mut headers: Vec<(&str, &str)> = vec![("x-api-key", lambdaless_testkit::API_KEY)];
             headers.extend(user.map(|u| ("x-user-id", u)));
-            let r = lambdaless_cli::stream::request(&base, "GET", path, &headers)
+            let r = lambdaless_client::stream::request(&base, "GET", path, &headers)
                 .await
                 .unwrap();
             let status = r.status;
@@ -340,7 +279,7 @@ async fn the_http_bridge_returns_the_document() {
     );
     // The bridge sits behind the gateway's authorizer.
     let anonymous =
-        lambdaless_cli::stream::request(&base, "GET", "/fetch/web", &[("x-user-id", USER)])
+        lambdaless_client::stream::request(&base, "GET", "/fetch/web", &[("x-user-id", USER)])
             .await
             .unwrap();
     assert_eq!(anonymous.status, 401);

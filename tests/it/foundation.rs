@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use lambdaless_contracts::device::DLQ_REASON_ATTRIBUTE;
 use lambdaless_contracts::names;
-use lambdaless_tests::{eventually, http_get, service_port, Stack, SERVICES};
+use lambdaless_testkit::{eventually, http_get, service_port, Stack, SERVICES};
 use rumqttc::ConnectReturnCode;
 use serde_json::{json, Value};
 
@@ -28,7 +28,10 @@ async fn every_service_container_becomes_healthy() {
     for service in SERVICES {
         stack.start_service(service).await;
     }
-    let broker_admin = stack.broker().host_port(lambdaless_tests::ADMIN_PORT).await;
+    let broker_admin = stack
+        .broker()
+        .host_port(lambdaless_testkit::ADMIN_PORT)
+        .await;
     let (status, metrics) = http_get(broker_admin, "/metrics").await.unwrap();
     assert_eq!(status, 200);
     assert!(
@@ -202,22 +205,13 @@ async fn device_message_is_stored_then_announced() {
     assert!(stored["storedAt"].as_str().unwrap().starts_with("20"));
 
     // Deleted from the queue only after the write: nothing left to receive.
-    let attrs = stack
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&inbound)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap();
-    assert_eq!(attrs[&QueueAttributeName::ApproximateNumberOfMessages], "0");
+    let depth = stack.depth_of_url(&inbound).await;
     assert_eq!(
-        attrs[&QueueAttributeName::ApproximateNumberOfMessagesNotVisible],
-        "0"
+        depth,
+        lambdaless_testkit::Depth {
+            visible: 0,
+            in_flight: 0
+        }
     );
 }
 
@@ -291,16 +285,7 @@ async fn unusable_device_messages_go_to_the_dlq_with_the_reason() {
         Duration::from_secs(10),
         "inbound queue to be empty",
         || async {
-            let attrs = sqs
-                .get_queue_attributes()
-                .queue_url(&inbound)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-                .send()
-                .await
-                .ok()?
-                .attributes?;
-            let total: u64 = attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum();
+            let total = stack.depth_of_url(&inbound).await.total();
             (total == 0).then_some(total)
         },
     )
@@ -374,7 +359,7 @@ async fn missing_dependencies_show_in_readyz_not_as_a_crash() {
             ],
         )
         .await;
-    let port = mover.host_port(lambdaless_tests::ADMIN_PORT).await;
+    let port = mover.host_port(lambdaless_testkit::ADMIN_PORT).await;
     let body = eventually(Duration::from_secs(30), "a 503 from /readyz", || async {
         match http_get(port, "/readyz").await {
             Ok((503, body)) => Some(body),

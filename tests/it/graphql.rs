@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use lambdaless_contracts::names;
-use lambdaless_tests::{Stack, API_KEY};
+use lambdaless_testkit::{Stack, API_KEY};
 use serde_json::{json, Value};
 
 use crate::http::{counter, request};
@@ -179,7 +179,9 @@ async fn gql(port: u16, query: &str) -> (u16, Value) {
 }
 
 async fn calls(port: u16, operation: &str) -> f64 {
-    let (_, metrics) = lambdaless_tests::http_get(port, "/metrics").await.unwrap();
+    let (_, metrics) = lambdaless_testkit::http_get(port, "/metrics")
+        .await
+        .unwrap();
     counter(
         &metrics,
         "dynamodb_calls_total",
@@ -201,7 +203,7 @@ async fn graphql_orders_totals_batching_and_cache() {
             )],
         )
         .await;
-    lambdaless_tests::wait_ready(stack.service("api-gateway"), 8080).await;
+    lambdaless_testkit::wait_ready(stack.service("api-gateway"), 8080).await;
     let port = stack.service("api-gateway").host_port(8080).await;
 
     // Batched: 2 orders → 1 index Query + ONE items statement for both
@@ -243,7 +245,9 @@ async fn graphql_orders_totals_batching_and_cache() {
     let (_, again) = gql(port, query).await;
     assert_eq!(again, body);
     assert_eq!(all(port).await - before, 0.0, "a repeat touches DynamoDB");
-    let (_, metrics) = lambdaless_tests::http_get(port, "/metrics").await.unwrap();
+    let (_, metrics) = lambdaless_testkit::http_get(port, "/metrics")
+        .await
+        .unwrap();
     assert!(counter(&metrics, "graphql_cache_total", &["hit"]) > 0.0);
 
     // 10 orders × 3 items cost the same three calls as 2 orders did.

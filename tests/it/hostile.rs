@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use lambdaless_contracts::names;
-use lambdaless_tests::{http_get, Stack, ADMIN_PORT, API_KEY};
+use lambdaless_testkit::{http_get, Stack, ADMIN_PORT, API_KEY};
 use serde_json::{json, Value};
 
 use crate::devices::queue_depth;
@@ -95,7 +95,7 @@ async fn hostile_inputs_get_clear_errors_and_every_service_stays_healthy() {
     let mut stack = Stack::start().await;
     stack.provision().await;
     stack.start_broker().await;
-    for service in lambdaless_tests::SERVICES {
+    for service in lambdaless_testkit::SERVICES {
         stack.start_service(service).await;
     }
     let gateway = stack.service("api-gateway").host_port(8080).await;
@@ -204,7 +204,7 @@ async fn hostile_inputs_get_clear_errors_and_every_service_stays_healthy() {
         let dlq = queue_url(&stack, &format!("{queue}-dlq")).await;
         let url = queue_url(&stack, queue).await;
         let want = expected_dead(queue);
-        lambdaless_tests::eventually(
+        lambdaless_testkit::eventually(
             Duration::from_secs(60),
             &format!("{queue} dead letters"),
             || {
@@ -220,12 +220,12 @@ async fn hostile_inputs_get_clear_errors_and_every_service_stays_healthy() {
     }
 
     // Everyone is still up, ready, and does normal work.
-    for service in lambdaless_tests::SERVICES {
+    for service in lambdaless_testkit::SERVICES {
         let running = stack.service(service);
         let (up, code) = running.state();
         assert!(up, "{service} exited ({code}):\n{}", running.logs());
         let port = running
-            .host_port(lambdaless_tests::service_port(service))
+            .host_port(lambdaless_testkit::service_port(service))
             .await;
         let (status, body) = http_get(port, "/readyz").await.unwrap();
         assert_eq!(status, 200, "{service}: {body}");

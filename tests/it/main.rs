@@ -1,5 +1,5 @@
 //! The cross-service integration suite: one binary, one module per area.
-//! Each test starts its own [`lambdaless_tests::Stack`] of real containers.
+//! Each test starts its own [`lambdaless_testkit::Stack`] of real containers.
 
 mod devices;
 mod faults;
@@ -12,4 +12,5 @@ mod mqtt_api;
 mod mqtt_client;
 mod scale;
 mod stream;
+mod tls;
 mod users;

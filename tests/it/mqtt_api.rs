@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use lambdaless_contracts::names;
-use lambdaless_tests::{eventually, http_get, Stack, ADMIN_PORT, MQTT_PORT};
+use lambdaless_testkit::{eventually, http_get, Stack, ADMIN_PORT, MQTT_PORT};
 use rumqttc::Publish;
 use serde_json::{json, Value};
 
@@ -363,7 +363,7 @@ async fn answers_the_first_request_after_the_broker_restarts() {
         )
         .await;
     let api = stack.service("mqtt-api");
-    lambdaless_tests::wait_ready(api, ADMIN_PORT).await;
+    lambdaless_testkit::wait_ready(api, ADMIN_PORT).await;
     let subscribed = |logs: &str| logs.matches("\"subscribed\"").count();
     let mut c = mqtt_client::connect(stack.broker_mqtt_port().await, &["response/#"]).await;
     let (_, a) = ask(&mut c, "request/query/x", json!({"token":"before"})).await;
@@ -371,7 +371,7 @@ async fn answers_the_first_request_after_the_broker_restarts() {
     assert_eq!(subscribed(&api.logs()), 1, "{}", api.logs());
     drop(c);
 
-    let out = lambdaless_tests::docker_cli(&["restart", "-t", "2", stack.broker().id()]);
+    let out = lambdaless_testkit::docker_cli(&["restart", "-t", "2", stack.broker().id()]);
     assert!(
         out.status.success(),
         "{}",

@@ -28,7 +28,7 @@ pub(crate) enum ConnectOutcome {
 
 fn options(port: u16, user: &str, password: &str) -> MqttOptions {
     let mut o = MqttOptions::new(
-        format!("test-{}", lambdaless_tests::unique_id()),
+        format!("test-{}", lambdaless_testkit::unique_id()),
         "127.0.0.1",
         port,
     );
@@ -69,8 +69,8 @@ pub(crate) async fn connect(port: u16, filters: &[&str]) -> TestClient {
     let (client, mut eventloop) = AsyncClient::new(
         options(
             port,
-            lambdaless_tests::MQTT_USER,
-            lambdaless_tests::MQTT_PASSWORD,
+            lambdaless_testkit::MQTT_USER,
+            lambdaless_testkit::MQTT_PASSWORD,
         ),
         100,
     );

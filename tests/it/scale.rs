@@ -6,10 +6,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use lambdaless_cli::fetch::FetchClient;
-use lambdaless_cli::provision::Provisioner;
+use lambdaless_client::fetch::FetchClient;
+use lambdaless_client::provision::Provisioner;
 use lambdaless_contracts::names;
-use lambdaless_tests::{eventually, http_get, Stack, ADMIN_PORT};
+use lambdaless_testkit::{eventually, http_get, Stack, ADMIN_PORT};
 use serde_json::json;
 
 use crate::devices::{queue_depth, send_stream, stored_sqs_ids};

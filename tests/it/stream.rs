@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use lambdaless_cli::stream::{request, Response};
+use lambdaless_client::stream::{request, Response};
 use lambdaless_contracts::names;
-use lambdaless_tests::{eventually, http_get, Stack, API_KEY};
+use lambdaless_testkit::{eventually, http_get, Stack, API_KEY};
 use serde_json::Value;
 
 const PKS: [&str; 3] = ["dev-a", "dev-b", "dev-c"];

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use lambdaless_contracts::names;
-use lambdaless_tests::{eventually, Stack, API_KEY};
+use lambdaless_testkit::{eventually, Stack, API_KEY};
 use serde_json::json;
 
 use crate::http::{counter, jwt, request};
@@ -22,7 +22,7 @@ async fn gateway(stack: &mut Stack, extra: &[(&str, &str)]) -> u16 {
     env.extend_from_slice(extra);
     stack.start_service_unchecked("api-gateway", &env).await;
     let running = stack.service("api-gateway");
-    lambdaless_tests::wait_ready(running, 8080).await;
+    lambdaless_testkit::wait_ready(running, 8080).await;
     running.host_port(8080).await
 }
 
@@ -317,7 +317,7 @@ async fn a_redelivered_users_create_message_makes_one_user() {
     stack
         .start_service_unchecked("mover", &[("LAMBDALESS_USERS__POLLERS", "4")])
         .await;
-    lambdaless_tests::wait_ready(stack.service("mover"), 9090).await;
+    lambdaless_testkit::wait_ready(stack.service("mover"), 9090).await;
     let admin = stack.service("mover").host_port(9090).await;
     let user_id = lambdaless_contracts::user::user_id(&message_id);
     let table = stack.names.name(names::USERS);
@@ -362,7 +362,9 @@ async fn a_redelivered_users_create_message_makes_one_user() {
         items[0]["sqsMessageId"],
         AttributeValue::S(message_id.clone())
     );
-    let (_, metrics) = lambdaless_tests::http_get(admin, "/metrics").await.unwrap();
+    let (_, metrics) = lambdaless_testkit::http_get(admin, "/metrics")
+        .await
+        .unwrap();
     let stored = counter(&metrics, "mover_messages_total", &["users", "stored"]);
     eprintln!("users-create message {message_id} was stored {stored} time(s)");
     assert!(stored >= 1.0, "{metrics}");

@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use lambdaless_cli::fetch::{FetchClient, FetchError};
+use lambdaless_client::fetch::{FetchClient, FetchError};
 use lambdaless_runtime::auth::Principal;
 use serde_json::json;
 

@@ -127,7 +127,7 @@ impl App {
             .merge(guarded(graphql::router(gql.clone()), auth::ORDERS_READ))
             .merge(guarded(
                 fetch::routes(
-                    lambdaless_cli::fetch::FetchClient::new(
+                    lambdaless_client::fetch::FetchClient::new(
                         self.aws.sqs.clone(),
                         self.names.clone(),
                     ),

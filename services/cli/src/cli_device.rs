@@ -1,12 +1,12 @@
 //! Command-line shape of `lambdaless device ...`; the work is in
-//! [`lambdaless_cli::device`]. Every request waits for its answer and prints
+//! [`lambdaless_client::device`]. Every request waits for its answer and prints
 //! it; a timeout or an answer with an `error` field exits non-zero.
 
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use lambdaless_cli::device::{self, MqttArgs, Session};
+use lambdaless_client::device::{self, MqttArgs, Session};
 use lambdaless_contracts::Names;
 use serde_json::{json, Value};
 

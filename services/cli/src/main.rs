@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use lambdaless_cli::provision::Provisioner;
+use lambdaless_client::provision::Provisioner;
 use lambdaless_contracts::Names;
 
 mod cli_device;
@@ -78,7 +78,7 @@ enum Command {
     },
     /// Measure a feature against the raw emulator calls it needs, in the same run.
     #[command(subcommand)]
-    Bench(lambdaless_cli::bench::Bench),
+    Bench(lambdaless_bench::Bench),
 }
 
 /// Where the streamer listens and how to authenticate.
@@ -136,7 +136,7 @@ fn main() -> ExitCode {
                 http,
             } => {
                 let mut query = vec![format!("mode={mode}")];
-                query.extend(pk.map(|v| format!("pk={}", lambdaless_cli::stream::encode(&v))));
+                query.extend(pk.map(|v| format!("pk={}", lambdaless_client::stream::encode(&v))));
                 query.extend(segments.map(|v| format!("segments={v}")));
                 query.extend(page_size.map(|v| format!("page_size={v}")));
                 let path = format!("/stream/{table}?{}", query.join("&"));
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
                         items_per_order,
                     },
             } => {
-                let sizes = lambdaless_cli::seed::Sizes {
+                let sizes = lambdaless_client::seed::Sizes {
                     customers,
                     products,
                     orders,
@@ -196,7 +196,7 @@ async fn provision(names: Names, wait: u64, users: Vec<String>) -> anyhow::Resul
 
 async fn fetch(names: Names, id: String, user: String, timeout: u64) -> anyhow::Result<()> {
     let sqs = lambdaless_runtime::aws::load().await.sqs;
-    let client = lambdaless_cli::fetch::FetchClient::new(sqs, names);
+    let client = lambdaless_client::fetch::FetchClient::new(sqs, names);
     let data = client
         .fetch(&id, &user, Duration::from_secs(timeout))
         .await?;
@@ -207,7 +207,7 @@ async fn fetch(names: Names, id: String, user: String, timeout: u64) -> anyhow::
 async fn stream(url: &str, path: &str, api_key: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut response =
-        lambdaless_cli::stream::request(url, "GET", path, &[("x-api-key", api_key)]).await?;
+        lambdaless_client::stream::request(url, "GET", path, &[("x-api-key", api_key)]).await?;
     if response.status != 200 {
         let status = response.status;
         anyhow::bail!("streamer answered {status}: {}", response.text().await?);
@@ -238,7 +238,7 @@ async fn stream(url: &str, path: &str, api_key: &str) -> anyhow::Result<()> {
 }
 
 async fn dump(url: &str, count: u64, api_key: &str) -> anyhow::Result<()> {
-    let response = lambdaless_cli::stream::request(
+    let response = lambdaless_client::stream::request(
         url,
         "POST",
         &format!("/dump?count={count}"),
@@ -251,9 +251,9 @@ async fn dump(url: &str, count: u64, api_key: &str) -> anyhow::Result<()> {
     println!("{body}");
     Ok(())
 }
-async fn seed_orders(names: Names, sizes: lambdaless_cli::seed::Sizes) -> anyhow::Result<()> {
+async fn seed_orders(names: Names, sizes: lambdaless_client::seed::Sizes) -> anyhow::Result<()> {
     let aws = lambdaless_runtime::aws::load().await;
-    let w = lambdaless_cli::seed::seed_orders(&aws.dynamodb, &names, sizes, true).await?;
+    let w = lambdaless_client::seed::seed_orders(&aws.dynamodb, &names, sizes, true).await?;
     println!(
         "seeded: {} customers, {} products, {} orders, {} order items (sample: order 52, customer 4567)",
         w.customers, w.products, w.orders, w.order_items

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::quantile;
 use super::report::{Measure, Row, Section};
-use crate::device::{MqttArgs, Session};
+use lambdaless_client::device::{MqttArgs, Session};
 
 pub(crate) struct Options {
     /// Our `broker` binary (default: next to this executable).

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::quantile;
 use super::report::{Measure, Row, Section};
-use crate::device::{MqttArgs, Session};
+use lambdaless_client::device::{MqttArgs, Session};
 
 /// Runs the benchmark.
 pub async fn run(args: &MqttArgs, names: &Names, samples: usize) -> anyhow::Result<Section> {

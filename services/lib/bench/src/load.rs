@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use super::http::Connection;
 use super::quantile;
 use super::report::{Measure, Row, Section};
-use crate::device::{MqttArgs, Session};
-use crate::fetch::FetchClient;
+use lambdaless_client::device::{MqttArgs, Session};
+use lambdaless_client::fetch::FetchClient;
 
 pub(crate) struct Options {
     pub(crate) url: String,
@@ -62,7 +62,7 @@ pub(crate) async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Re
 
     // Setup: the fetch user's reply queue, a document to fetch, a product
     // to query, the inbound queue.
-    crate::provision::Provisioner::new(aws.clone(), names.clone())
+    lambdaless_client::provision::Provisioner::new(aws.clone(), names.clone())
         .provision(&["load".to_owned()])
         .await?;
     aws.dynamodb
@@ -265,7 +265,7 @@ pub(crate) async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Re
             while until() {
                 let s = Instant::now();
                 let result = async {
-                    let mut r = crate::stream::request(
+                    let mut r = lambdaless_client::stream::request(
                         &url,
                         "GET",
                         "/stream/artists?page_size=200",

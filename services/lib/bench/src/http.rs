@@ -27,7 +27,7 @@ fn invalid(what: impl Into<String>) -> io::Error {
 impl Connection {
     /// Connects to `base` (`http://host:port`); `headers` go with every request.
     pub(crate) async fn open(base: &str, headers: &[(&str, &str)]) -> io::Result<Self> {
-        let (authority, prefix) = crate::stream::split_base(base)?;
+        let (authority, prefix) = lambdaless_client::stream::split_base(base)?;
         let stream = TcpStream::connect(&authority).await?;
         stream.set_nodelay(true)?;
         Ok(Self {

@@ -12,7 +12,7 @@ use lambdaless_runtime::aws::AwsClients;
 
 use super::report::{self, Measure, Row, Section};
 use super::GatewayArgs;
-use crate::device::MqttArgs;
+use lambdaless_client::device::MqttArgs;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {

@@ -61,7 +61,7 @@ pub enum Bench {
         #[command(flatten)]
         gateway: GatewayArgs,
         #[command(flatten)]
-        mqtt: crate::device::MqttArgs,
+        mqtt: lambdaless_client::device::MqttArgs,
         #[arg(
             long,
             env = "LAMBDALESS_STREAMER_URL",
@@ -100,7 +100,7 @@ pub enum Bench {
     /// mover's devices pipeline vs the raw batch loop vs one-at-a-time.
     Devices {
         #[command(flatten)]
-        mqtt: crate::device::MqttArgs,
+        mqtt: lambdaless_client::device::MqttArgs,
         #[arg(long, default_value_t = 5000)]
         messages: usize,
         /// Messages the one-at-a-time side drains (from a queue that deep).
@@ -112,7 +112,7 @@ pub enum Bench {
     /// mqtt-api `get` round trip vs a raw GetItem.
     MqttGet {
         #[command(flatten)]
-        mqtt: crate::device::MqttArgs,
+        mqtt: lambdaless_client::device::MqttArgs,
         #[arg(long, default_value_t = 500)]
         samples: usize,
     },
@@ -263,7 +263,7 @@ impl Bench {
 pub async fn fresh_names(aws: &lambdaless_runtime::aws::AwsClients) -> anyhow::Result<Names> {
     let prefix = format!("bench{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let names = Names::new(prefix)?;
-    let p = crate::provision::Provisioner::new(aws.clone(), names.clone());
+    let p = lambdaless_client::provision::Provisioner::new(aws.clone(), names.clone());
     p.wait_until_reachable(Duration::from_secs(30)).await?;
     p.provision(&[]).await?;
     Ok(names)

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::report::{Measure, Row, Section};
-use crate::device::MqttArgs;
+use lambdaless_client::device::MqttArgs;
 
 /// Runs the benchmark. The one-at-a-time side drains only `single`
 /// messages from a queue filled with that many: on moto every receive costs

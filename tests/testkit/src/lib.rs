@@ -22,7 +22,10 @@ use testcontainers::clients::Cli;
 use testcontainers::core::WaitFor;
 use testcontainers::{Container, GenericImage, RunnableImage};
 
+pub mod aws;
 pub mod fault_proxy;
+
+pub use aws::{Depth, Received};
 
 /// The MQTT user every test stack defines.
 pub const MQTT_USER: &str = "local";
@@ -52,7 +55,7 @@ fn docker() -> &'static Cli {
     CLIENT.get_or_init(Cli::default)
 }
 
-fn emulator_image() -> (String, String) {
+pub fn emulator_image() -> (String, String) {
     let image = std::env::var("LAMBDALESS_TEST_EMULATOR_IMAGE")
         .unwrap_or_else(|_| "lambdaless/moto:latest".to_owned());
     split_image(&image)
@@ -229,9 +232,9 @@ impl Stack {
     }
 
     /// Creates this stack's queues and tables (in process, through the CLI library).
-    pub async fn provision(&self) -> lambdaless_cli::provision::Report {
+    pub async fn provision(&self) -> lambdaless_client::provision::Report {
         let provisioner =
-            lambdaless_cli::provision::Provisioner::new(self.aws.clone(), self.names.clone());
+            lambdaless_client::provision::Provisioner::new(self.aws.clone(), self.names.clone());
         provisioner
             .provision(&[])
             .await
@@ -346,6 +349,14 @@ impl Stack {
         name: &str,
         extra: &[(&str, &str)],
     ) -> &Running {
+        let image = self.service_image(service, extra);
+        let running = self.run(name, image).await;
+        self.services.insert(key.to_owned(), running);
+        &self.services[key]
+    }
+
+    /// The image of one of our services with this stack's environment plus `extra`.
+    pub fn service_image(&self, service: &str, extra: &[(&str, &str)]) -> GenericImage {
         let mut image = our_image(service).with_exposed_port(service_port(service));
         let uses_mqtt = matches!(service, "mover" | "mqtt-api");
         for (k, v) in self.service_env() {
@@ -360,9 +371,7 @@ impl Stack {
         for (k, v) in extra {
             image = image.with_env_var(*k, *v);
         }
-        let running = self.run(name, image).await;
-        self.services.insert(key.to_owned(), running);
-        &self.services[key]
+        image
     }
 
     /// Starts one of our services and waits until its `/readyz` answers 200.
@@ -423,8 +432,12 @@ impl Stack {
     }
 
     async fn run(&self, name: &str, image: GenericImage) -> Running {
+        self.run_runnable(name, RunnableImage::from(image))
+    }
+
+    fn run_runnable(&self, name: &str, image: RunnableImage<GenericImage>) -> Running {
         let container = docker().run(
-            RunnableImage::from(image)
+            image
                 .with_network(self.network.clone())
                 .with_container_name(name.to_owned()),
         );
@@ -432,6 +445,36 @@ impl Stack {
             name: name.to_owned(),
             container,
         }
+    }
+
+    /// Starts any container on this stack's network, named `ll-{key}-{id}`
+    /// and removed with the stack; `image` carries its arguments, volumes and
+    /// environment. Reach it as `stack.service(key)`.
+    pub fn start_container(&mut self, key: &str, image: RunnableImage<GenericImage>) -> &Running {
+        let name = format!("ll-{key}-{}", self.id);
+        let running = self.run_runnable(&name, image);
+        self.services.insert(key.to_owned(), running);
+        &self.services[key]
+    }
+
+    /// Starts one of our services like [`Stack::start_service`] (and waits
+    /// until it is ready), with `extra` environment and host `volumes`
+    /// (`(host path, container path)`) mounted.
+    pub async fn start_service_with(
+        &mut self,
+        service: &str,
+        extra: &[(&str, &str)],
+        volumes: &[(&str, &str)],
+    ) -> &Running {
+        let name = format!("ll-{service}-{}", self.id);
+        let mut image = RunnableImage::from(self.service_image(service, extra));
+        for (host, inside) in volumes {
+            image = image.with_volume((*host, *inside));
+        }
+        let running = self.run_runnable(&name, image);
+        wait_ready(&running, service_port(service)).await;
+        self.services.insert(service.to_owned(), running);
+        &self.services[service]
     }
 }
 

@@ -9,8 +9,8 @@ use lambdaless_runtime::aws::{describe, AwsClients};
 
 use super::quantile;
 use super::report::{Measure, Row, Section};
-use crate::fetch::FetchClient;
-use crate::provision::Provisioner;
+use lambdaless_client::fetch::FetchClient;
+use lambdaless_client::provision::Provisioner;
 
 const DOC: &str = "bench-doc";
 

@@ -44,7 +44,7 @@ fn s(v: impl Into<String>) -> AttributeValue {
 
 async fn put_all(aws: &AwsClients, table: &str, items: Vec<Item>) -> anyhow::Result<()> {
     for chunk in items.chunks(25) {
-        crate::seed::write_batch(&aws.dynamodb, table, chunk).await?;
+        lambdaless_client::seed::write_batch(&aws.dynamodb, table, chunk).await?;
     }
     Ok(())
 }

@@ -14,30 +14,43 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 /// How to reach the broker.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct MqttArgs {
-    #[arg(
-        long = "mqtt-host",
-        env = "LAMBDALESS_MQTT__HOST",
-        default_value = "localhost"
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "mqtt-host",
+            env = "LAMBDALESS_MQTT__HOST",
+            default_value = "localhost"
+        )
     )]
     pub host: String,
-    #[arg(
-        long = "mqtt-port",
-        env = "LAMBDALESS_MQTT__PORT",
-        default_value_t = 1883
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "mqtt-port",
+            env = "LAMBDALESS_MQTT__PORT",
+            default_value_t = 1883
+        )
     )]
     pub port: u16,
-    #[arg(
-        long = "mqtt-user",
-        env = "LAMBDALESS_MQTT__USERNAME",
-        default_value = "local"
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "mqtt-user",
+            env = "LAMBDALESS_MQTT__USERNAME",
+            default_value = "local"
+        )
     )]
     pub user: String,
-    #[arg(
-        long = "mqtt-password",
-        env = "LAMBDALESS_MQTT__PASSWORD",
-        default_value = "local"
+    #[cfg_attr(
+        feature = "clap",
+        arg(
+            long = "mqtt-password",
+            env = "LAMBDALESS_MQTT__PASSWORD",
+            default_value = "local"
+        )
     )]
     pub password: String,
 }

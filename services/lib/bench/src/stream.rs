@@ -10,7 +10,7 @@ use lambdaless_runtime::aws::{describe, AwsClients};
 
 use super::quantile;
 use super::report::{Measure, Row, Section};
-use crate::stream;
+use lambdaless_client::stream;
 
 const PAGE: i32 = 200;
 
