@@ -13,7 +13,6 @@ use std::time::Duration;
 use lambdaless_client::fetch::FetchClient;
 use lambdaless_client::provision::Provisioner;
 use lambdaless_contracts::names;
-use lambdaless_runtime::aws;
 use lambdaless_testkit::{eventually, http_get, unique_id, Stack, ADMIN_PORT, EMULATOR_PORT};
 use serde_json::{json, Value};
 use testcontainers::{GenericImage, RunnableImage};

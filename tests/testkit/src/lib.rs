@@ -22,10 +22,10 @@ use testcontainers::clients::Cli;
 use testcontainers::core::WaitFor;
 use testcontainers::{Container, GenericImage, RunnableImage};
 
-pub mod aws;
+pub mod emulator;
 pub mod fault_proxy;
 
-pub use aws::{Depth, Received};
+pub use emulator::{Depth, Received};
 
 /// The MQTT user every test stack defines.
 pub const MQTT_USER: &str = "local";

@@ -191,11 +191,7 @@ pub async fn seed_orders(
 }
 
 /// Writes up to 25 items with BatchWriteItem, retrying unprocessed ones.
-pub(crate) async fn write_batch(
-    db: &DynamoDb,
-    table: &str,
-    items: &[Item],
-) -> Result<(), SeedError> {
+pub async fn write_batch(db: &DynamoDb, table: &str, items: &[Item]) -> Result<(), SeedError> {
     let mut requests: Vec<WriteRequest> = items
         .iter()
         .map(|i| {

@@ -34,7 +34,15 @@ pub async fn load() -> AwsClients {
 /// may override endpoint, region or credentials before `load()`.
 pub fn loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https_client())
+        // The SDK's hyper client with rustls on the `ring` provider: HTTPS to real AWS
+        // (system trust store, or SSL_CERT_FILE), plain HTTP to an emulator.
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .build_https(),
+        )
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
@@ -47,17 +55,6 @@ pub fn loader() -> aws_config::ConfigLoader {
                 .with_max_attempts(4)
                 .with_initial_backoff(Duration::from_millis(50)),
         )
-}
-
-/// The SDK's hyper client with rustls on the `ring` provider: HTTPS to real
-/// AWS (system trust store, or `SSL_CERT_FILE`), plain HTTP to an emulator.
-/// One per loaded configuration (its pool belongs to the runtime that uses
-/// it); clients made from that configuration share it.
-pub fn https_client() -> aws_smithy_http_client::SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
 }
 
 /// Builds both clients from a loaded configuration.
