@@ -36,8 +36,6 @@ have readelf || pkgs+=(binutils)
 have python3 || pkgs+=(python3)
 if ! python3 -m pip --version >/dev/null 2>&1; then pkgs+=(python3-pip); fi
 have sha256sum || pkgs+=(coreutils)
-# The suite makes a throw-away certificate for its HTTPS-endpoint test.
-have openssl || pkgs+=(openssl)
 [[ $dev -eq 0 ]] || have shellcheck || pkgs+=(shellcheck)
 have cargo || notes+=("cargo not found: install the Rust toolchain (rustup) to build the services")
 

@@ -12,5 +12,4 @@ mod mqtt_api;
 mod mqtt_client;
 mod scale;
 mod stream;
-mod tls;
 mod users;
