@@ -21,17 +21,15 @@ scripts/install-deps.sh
 step "format"
 cargo fmt --all -- --check
 
-# Lint and build in one compilation: clippy-driver compiles the workspace's own crates (lints
-# included, warnings denied) and rustc the dependencies, once. A separate `cargo clippy` would
-# compile every dependency a second time in check mode (~40% of a cold build).
-# The variables stay exported so that the test runner's own build step finds everything fresh.
-RUSTC_WORKSPACE_WRAPPER="$(rustc --print sysroot)/bin/clippy-driver"
-CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
-export RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
+# Lint and build in one compilation (see use_lint_wrapper in lib.sh): a separate
+# `cargo clippy` would compile every dependency a second time in check mode (~40% of a cold
+# build). The variables stay exported so the test runner's own build step finds all fresh.
+have clippy-driver || [[ -x "$(rustc --print sysroot)/bin/clippy-driver" ]] || die "clippy is missing: rustup component add clippy"
+use_lint_wrapper
 if [[ -x "${CARGO_TARGET_DIR:-target}/release/lambdaless" ]]; then
-  step "build + lint (binaries, tests, benches; dependencies already built: about 2 min)"
+  step "build + lint (tests and benches on top of up.sh's build: about 3 min)"
 else
-  step "build + lint (one release build serves binaries, images and tests; cold: about 8 min on 2 cores)"
+  step "build + lint (one release build serves binaries, images and tests; cold: about 13 min on 2 cores)"
 fi
 cargo build --release --locked --workspace --all-targets
 

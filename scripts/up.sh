@@ -46,10 +46,13 @@ if [[ "$skip_cargo" != 1 ]]; then
   if [[ -x "${CARGO_TARGET_DIR:-$LL_ROOT/target}/release/api-gateway" ]]; then
     step "cargo build --release --workspace --bins (seconds when nothing changed)"
   else
-    step "cargo build --release --workspace --bins (cold: about 6 min on 2 cores; cargo's progress follows)"
+    step "cargo build --release --workspace --bins (cold: about 12 min on 2 cores; cargo's progress follows)"
   fi
   t0="$(now_ms)"
-  (cd "$LL_ROOT" && cargo build --release --workspace --bins)
+  use_lint_wrapper
+  # --timings: target/cargo-timings/cargo-timing.html shows where a build's time went
+  # (scripts/build-costs.py summarises it; docs/build-costs.md has the cold figures).
+  (cd "$LL_ROOT" && cargo build --release --workspace --bins --timings)
   ok "binaries built ($(since "$t0"))"
 fi
 
