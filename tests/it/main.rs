@@ -10,6 +10,7 @@ mod hostile;
 mod http;
 mod mqtt_api;
 mod mqtt_client;
+mod poison;
 mod scale;
 mod stream;
 mod users;

@@ -14,7 +14,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lambdaless_contracts::user::user_id;
+pub use lambdaless_contracts::user::valid_email;
+use lambdaless_contracts::user::{user_id, NewUser};
 use lambdaless_runtime::aws::AwsClients;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
@@ -87,43 +88,16 @@ pub fn router(state: UsersState) -> (Router, Router) {
 }
 
 impl CreateUser {
-    /// The rules of SPEC §4; the message names the failing field.
+    /// The rules of SPEC §4 (one implementation, in `contracts`, shared with `mover`); the
+    /// message names the failing field.
     pub fn validate(&self) -> Result<(), ApiError> {
-        let len = self.name.chars().count();
-        if !(5..=100).contains(&len) {
-            return Err(ApiError::Invalid(format!(
-                "name: must be 5 to 100 characters (got {len})"
-            )));
+        NewUser {
+            name: self.name.clone(),
+            email: self.email.clone(),
         }
-        if !valid_email(&self.email) {
-            return Err(ApiError::Invalid(
-                "email: must be a valid e-mail address".to_owned(),
-            ));
-        }
-        Ok(())
+        .validate()
+        .map_err(|e| ApiError::Invalid(e.to_string()))
     }
-}
-
-/// A pragmatic address check: one `@`, a non-empty local part, a dotted
-/// domain of letters, digits and hyphens, no whitespace.
-pub fn valid_email(email: &str) -> bool {
-    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return false;
-    }
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    if local.is_empty() || local.len() > 64 || domain.contains('@') {
-        return false;
-    }
-    let labels: Vec<&str> = domain.split('.').collect();
-    labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
 }
 
 #[utoipa::path(post, path = "/users", request_body = CreateUser,

@@ -6,7 +6,8 @@
 //! that are malformed or name a reply queue that is not ours are dead-lettered
 //! with the reason, never answered ([`request`]).
 
-pub mod request;
+/// The request and reply wire types live in `contracts`, shared with the client.
+pub use lambdaless_contracts::fetch as request;
 pub mod responder;
 
 use std::net::SocketAddr;
@@ -19,7 +20,6 @@ use lambdaless_runtime::{admin, shutdown, Readiness, ServiceContext, ServiceSett
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -117,23 +117,10 @@ impl App {
         tracing::info!(startup_ms = self.ctx.elapsed_ms(), addr = %admin.local_addr(), "fetch-responder serving health and metrics");
         let tracker = TaskTracker::new();
         let shutdown = self.ctx.shutdown.clone();
-        let responder = responder::Responder::resolve(
-            &self.aws,
-            &self.names,
-            self.settings.wait_secs,
-            &shutdown,
-        )
-        .await;
-        if let Some(responder) = responder {
-            for poller in 0..self.settings.pollers {
-                let responder = responder.clone();
-                let shutdown = shutdown.clone();
-                tracker.spawn(
-                    async move { responder.poll_until(shutdown).await }
-                        .instrument(tracing::info_span!("fetch", poller)),
-                );
-            }
-            tracing::info!(pollers = self.settings.pollers, "answering fetch requests");
+        if let Some(worker) =
+            responder::worker(&self.aws, &self.names, self.settings.wait_secs, &shutdown).await
+        {
+            worker.spawn(self.settings.pollers, &tracker, &shutdown);
         }
         shutdown.cancelled().await;
         shutdown::drain(

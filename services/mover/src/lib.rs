@@ -8,7 +8,6 @@
 
 pub mod devices;
 mod settings;
-mod sqs_batch;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -21,7 +20,6 @@ use lambdaless_runtime::{admin, shutdown, Readiness, ServiceContext};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 pub use settings::{DevicesSettings, Settings, UsersSettings};
 
@@ -99,7 +97,7 @@ impl App {
 
         let tracker = TaskTracker::new();
         if settings.devices.enabled {
-            let pipeline = devices::Pipeline::resolve(
+            let worker = devices::worker(
                 &aws,
                 &names,
                 &settings.devices,
@@ -107,40 +105,31 @@ impl App {
                 &shutdown,
             )
             .await;
-            if let Some(pipeline) = pipeline {
-                for poller in 0..settings.devices.pollers {
-                    let pipeline = pipeline.clone();
-                    let shutdown = shutdown.clone();
-                    tracker.spawn(
-                        async move { pipeline.poll_until(shutdown).await }
-                            .instrument(tracing::info_span!("devices", poller)),
-                    );
-                }
-                tracing::info!(
-                    pollers = settings.devices.pollers,
-                    "devices pipeline started"
-                );
+            if let Some(worker) = worker {
+                worker.spawn(settings.devices.pollers, &tracker, &shutdown);
             }
         }
-
         if settings.users.enabled {
-            if let Some(pipeline) =
-                users::Pipeline::resolve(&aws, &names, &settings.users, &shutdown).await
-            {
-                for poller in 0..settings.users.pollers {
-                    let pipeline = pipeline.clone();
-                    let shutdown = shutdown.clone();
-                    tracker.spawn(
-                        async move { pipeline.poll_until(shutdown).await }
-                            .instrument(tracing::info_span!("users", poller)),
-                    );
-                }
-                tracing::info!(pollers = settings.users.pollers, "users pipeline started");
+            if let Some(worker) = users::worker(&aws, &names, &settings.users, &shutdown).await {
+                worker.spawn(settings.users.pollers, &tracker, &shutdown);
             }
         }
 
         shutdown.cancelled().await;
-        shutdown::drain(&tracker, Duration::from_secs(settings.drain_timeout_secs)).await;
+        let drain_started = std::time::Instant::now();
+        let grace = Duration::from_secs(settings.drain_timeout_secs);
+        shutdown::drain(&tracker, grace).await;
+        // The batches in hand are stored and deleted; their notifications must reach the
+        // broker before the connection closes.
+        let unacked = connection
+            .flush(grace.saturating_sub(drain_started.elapsed()))
+            .await;
+        if unacked > 0 {
+            tracing::warn!(
+                unacked,
+                "drain over with notifications not acknowledged by the broker"
+            );
+        }
         mqtt_stop.cancel();
         let _ = mqtt.task.await;
         admin.shutdown().await?;

@@ -3,11 +3,11 @@
 
 use std::time::Instant;
 
-use lambdaless_contracts::api::RequestPayload;
+use lambdaless_contracts::api::{Answer, ErrorAnswer, RequestPayload};
 use lambdaless_contracts::topics::{self, RequestTopic};
 use lambdaless_runtime::mqtt::MqttConnection;
 use rumqttc::{Publish, QoS};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ops::Operations;
@@ -60,8 +60,8 @@ impl Handler {
         let (answer_topic, answer, op, outcome) =
             match classify(&topic, &publish.payload, self.max_request_bytes) {
                 Ok((parsed, request, token)) => {
-                    let (mut answer, outcome) = self.ops.answer(&parsed, &request).await;
-                    answer["token"] = json!(token);
+                    let (answer, outcome) = self.ops.answer(&parsed, &request).await;
+                    let answer = answer.with_token(&token);
                     let op = match parsed {
                         RequestTopic::Unknown { .. } => "unknown".to_owned(),
                         ref known => known.op().to_owned(),
@@ -77,7 +77,12 @@ impl Handler {
                     tracing::info!(topic = %truncate(&topic, 200), %reason, "invalid request");
                     (
                         topics::RESPONSE_INVALID.to_owned(),
-                        json!({"error": reason, "topic": truncate(&topic, 1024)}),
+                        serde_json::to_value(Answer::Error(ErrorAnswer {
+                            error: reason,
+                            topic: Some(truncate(&topic, 1024).to_owned()),
+                            ..ErrorAnswer::default()
+                        }))
+                        .expect("an answer serializes"),
                         "invalid".to_owned(),
                         "invalid",
                     )

@@ -3,12 +3,12 @@
 //! Dependency failures become a generic error answer, the detail is logged.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use lambdaless_contracts::api::{self, OutboundMessage, RequestPayload};
+use lambdaless_contracts::api::{self, Answer, ErrorAnswer, OutboundMessage, RequestPayload};
 use lambdaless_contracts::topics::RequestTopic;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::dynamo_json;
-use serde_json::{json, Value};
+
 use tokio::sync::OnceCell;
 
 /// The outcome label of the `mqtt_api_requests_total` counter.
@@ -56,7 +56,7 @@ impl Operations {
         &self,
         topic: &RequestTopic<'_>,
         payload: &RequestPayload,
-    ) -> (Value, Outcome) {
+    ) -> (Answer, Outcome) {
         let result = match *topic {
             RequestTopic::Query { uuid } => self.query(uuid).await,
             RequestTopic::Get { uuid, message_id } => self.get(uuid, message_id).await,
@@ -64,23 +64,28 @@ impl Operations {
             RequestTopic::Delete { uuid, message_id } => self.delete(uuid, message_id).await,
             RequestTopic::Send { uuid, recipient } => self.send(uuid, recipient, payload).await,
             RequestTopic::Unknown { .. } => {
-                return (json!({"error": api::UNKNOWN_OPERATION}), Outcome::NotFound)
+                return (
+                    Answer::error(api::UNKNOWN_OPERATION, None),
+                    Outcome::NotFound,
+                )
             }
         };
         match result {
             Ok(answer) => answer,
             Err(detail) => {
                 tracing::warn!(op = topic.op(), error = %detail, "request failed");
-                let mut answer = json!({"error": api::TEMPORARILY_UNAVAILABLE});
-                if let RequestTopic::Query { uuid }
-                | RequestTopic::Get { uuid, .. }
-                | RequestTopic::Next { uuid, .. }
-                | RequestTopic::Delete { uuid, .. }
-                | RequestTopic::Send { uuid, .. } = *topic
-                {
-                    answer["uuid"] = json!(uuid);
-                }
-                (answer, Outcome::Failed)
+                let uuid = match *topic {
+                    RequestTopic::Query { uuid }
+                    | RequestTopic::Get { uuid, .. }
+                    | RequestTopic::Next { uuid, .. }
+                    | RequestTopic::Delete { uuid, .. }
+                    | RequestTopic::Send { uuid, .. } => Some(uuid),
+                    RequestTopic::Unknown { .. } => None,
+                };
+                (
+                    Answer::error(api::TEMPORARILY_UNAVAILABLE, uuid),
+                    Outcome::Failed,
+                )
             }
         }
     }
@@ -105,21 +110,25 @@ impl Operations {
         Ok(first_message_id(out.items))
     }
 
-    async fn query(&self, uuid: &str) -> Result<(Value, Outcome), String> {
+    async fn query(&self, uuid: &str) -> Result<(Answer, Outcome), String> {
         let (newest, oldest) = tokio::try_join!(self.edge(uuid, true), self.edge(uuid, false))?;
         Ok(match (newest, oldest) {
             (Some(newest), Some(oldest)) => (
-                json!({"newestMessageId": newest, "oldestMessageId": oldest, "uuid": uuid}),
+                Answer::Query {
+                    newest_message_id: newest,
+                    oldest_message_id: oldest,
+                    uuid: uuid.to_owned(),
+                },
                 Outcome::Ok,
             ),
             _ => (
-                json!({"error": api::NO_MESSAGES, "uuid": uuid}),
+                Answer::error(api::NO_MESSAGES, Some(uuid)),
                 Outcome::NotFound,
             ),
         })
     }
 
-    async fn get(&self, uuid: &str, message_id: &str) -> Result<(Value, Outcome), String> {
+    async fn get(&self, uuid: &str, message_id: &str) -> Result<(Answer, Outcome), String> {
         let out = self
             .aws
             .dynamodb
@@ -132,17 +141,26 @@ impl Operations {
             .map_err(|e| aws::describe(&e))?;
         Ok(match out.item.as_ref().and_then(|i| i.get("body")) {
             Some(body) => (
-                json!({"body": dynamo_json::from_attribute(body), "messageId": message_id, "uuid": uuid}),
+                Answer::Get {
+                    body: dynamo_json::from_attribute(body),
+                    message_id: message_id.to_owned(),
+                    uuid: uuid.to_owned(),
+                },
                 Outcome::Ok,
             ),
             None => (
-                json!({"error": api::MESSAGE_NOT_AVAILABLE, "messageId": message_id, "uuid": uuid}),
+                Answer::Error(ErrorAnswer {
+                    error: api::MESSAGE_NOT_AVAILABLE.to_owned(),
+                    uuid: Some(uuid.to_owned()),
+                    message_id: Some(message_id.to_owned()),
+                    ..ErrorAnswer::default()
+                }),
                 Outcome::NotFound,
             ),
         })
     }
 
-    async fn next(&self, uuid: &str, message_id: &str) -> Result<(Value, Outcome), String> {
+    async fn next(&self, uuid: &str, message_id: &str) -> Result<(Answer, Outcome), String> {
         let out = self
             .aws
             .dynamodb
@@ -161,17 +179,26 @@ impl Operations {
             .map_err(|e| aws::describe(&e))?;
         Ok(match first_message_id(out.items) {
             Some(next) => (
-                json!({"nextMessageId": next, "specifiedMessageId": message_id, "uuid": uuid}),
+                Answer::Next {
+                    next_message_id: next,
+                    specified_message_id: message_id.to_owned(),
+                    uuid: uuid.to_owned(),
+                },
                 Outcome::Ok,
             ),
             None => (
-                json!({"error": api::NO_NEWER_MESSAGES, "specifiedMessageId": message_id, "uuid": uuid}),
+                Answer::Error(ErrorAnswer {
+                    error: api::NO_NEWER_MESSAGES.to_owned(),
+                    uuid: Some(uuid.to_owned()),
+                    specified_message_id: Some(message_id.to_owned()),
+                    ..ErrorAnswer::default()
+                }),
                 Outcome::NotFound,
             ),
         })
     }
 
-    async fn delete(&self, uuid: &str, message_id: &str) -> Result<(Value, Outcome), String> {
+    async fn delete(&self, uuid: &str, message_id: &str) -> Result<(Answer, Outcome), String> {
         self.aws
             .dynamodb
             .delete_item()
@@ -181,7 +208,13 @@ impl Operations {
             .send()
             .await
             .map_err(|e| aws::describe(&e))?;
-        Ok((json!({"messageId": message_id, "uuid": uuid}), Outcome::Ok))
+        Ok((
+            Answer::Deleted {
+                message_id: message_id.to_owned(),
+                uuid: uuid.to_owned(),
+            },
+            Outcome::Ok,
+        ))
     }
 
     async fn send(
@@ -189,10 +222,10 @@ impl Operations {
         uuid: &str,
         recipient: &str,
         request: &RequestPayload,
-    ) -> Result<(Value, Outcome), String> {
+    ) -> Result<(Answer, Outcome), String> {
         let Some(message) = request.payload.clone() else {
             return Ok((
-                json!({"error": api::MISSING_PAYLOAD, "uuid": uuid}),
+                Answer::error(api::MISSING_PAYLOAD, Some(uuid)),
                 Outcome::NotFound,
             ));
         };
@@ -230,7 +263,10 @@ impl Operations {
             .await
             .map_err(|e| aws::describe(&e))?;
         Ok((
-            json!({"uuid": uuid, "sqsMessageId": sent.message_id.unwrap_or_default()}),
+            Answer::Sent {
+                uuid: uuid.to_owned(),
+                sqs_message_id: sent.message_id.unwrap_or_default(),
+            },
             Outcome::Ok,
         ))
     }

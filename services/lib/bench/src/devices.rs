@@ -300,23 +300,16 @@ async fn mover(
         ..MqttSettings::default()
     };
     let parts = mqtt::connect(&mqtt_settings, Vec::new(), false, stop.clone());
-    let pipeline =
-        mover::devices::Pipeline::resolve(aws, names, &settings, parts.connection, &stop)
-            .await
-            .ok_or_else(|| anyhow::anyhow!("queues not resolved"))?;
-    let tasks: Vec<_> = (0..pollers)
-        .map(|_| {
-            let p = pipeline.clone();
-            let s = stop.clone();
-            tokio::spawn(async move { p.poll_until(s).await })
-        })
-        .collect();
+    let worker = mover::devices::worker(aws, names, &settings, parts.connection, &stop)
+        .await
+        .ok_or_else(|| anyhow::anyhow!("queues not resolved"))?;
+    let tracker = tokio_util::task::TaskTracker::new();
+    worker.spawn(pollers, &tracker, &stop);
     while depth(aws, url).await? > 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.cancel();
-    for t in tasks {
-        let _ = t.await;
-    }
+    tracker.close();
+    tracker.wait().await;
     Ok(())
 }

@@ -19,7 +19,7 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use aws_sdk_sqs::Client as Sqs;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::describe;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
 /// How long the nonce of a timed-out fetch is remembered, so its late reply
@@ -123,13 +123,13 @@ impl FetchClient {
                 self.inner.token.clone(),
             ));
         }
-        let request = json!({"fetch_id": fetch_id, "sqs_queue_url": queue.url, "nonce": nonce});
+        let request = lambdaless_contracts::fetch::request_body(fetch_id, &queue.url, &nonce);
         if let Err(e) = self
             .inner
             .sqs
             .send_message()
             .queue_url(requests_url)
-            .message_body(request.to_string())
+            .message_body(request)
             .send()
             .await
         {
@@ -157,7 +157,9 @@ impl FetchClient {
             return Ok(data.clone());
         }
         match reply.get("error").and_then(Value::as_str) {
-            Some("not found") => Err(FetchError::NotFound(fetch_id.to_owned())),
+            Some(lambdaless_contracts::fetch::NOT_FOUND) => {
+                Err(FetchError::NotFound(fetch_id.to_owned()))
+            }
             Some(other) => Err(FetchError::Remote(other.to_owned())),
             None => Err(FetchError::Remote(
                 "reply has neither data nor error".into(),

@@ -1,6 +1,6 @@
-//! The MQTT API of SPEC §3: request payloads, the error texts of the seed, and
-//! the message `send` puts on `device-outbound`. Success answers are built by
-//! `mqtt-api` as JSON objects with exactly the seed's field names.
+//! The MQTT API of SPEC §3: request payloads, every answer `mqtt-api` publishes (typed, with
+//! exactly the seed's field names), the error texts of the seed, and the message `send` puts
+//! on `device-outbound`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -63,6 +63,85 @@ pub struct OutboundMessage {
     pub client_message_id: String,
 }
 
+/// An answer on `response/{op}/{token}` (or `response/invalid`), before `mqtt-api` adds
+/// the request's `token`. Serialized without a tag: each variant is one shape of SPEC §3.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// `query`: the device's oldest and newest stored message.
+    Query {
+        #[serde(rename = "newestMessageId")]
+        newest_message_id: String,
+        #[serde(rename = "oldestMessageId")]
+        oldest_message_id: String,
+        uuid: String,
+    },
+    /// `get`: one stored message's body.
+    Get {
+        body: Value,
+        #[serde(rename = "messageId")]
+        message_id: String,
+        uuid: String,
+    },
+    /// `next`: the message after the specified one.
+    Next {
+        #[serde(rename = "nextMessageId")]
+        next_message_id: String,
+        #[serde(rename = "specifiedMessageId")]
+        specified_message_id: String,
+        uuid: String,
+    },
+    /// `delete`: the message is gone (or was never there).
+    Deleted {
+        #[serde(rename = "messageId")]
+        message_id: String,
+        uuid: String,
+    },
+    /// `send`: queued on `device-outbound`.
+    Sent {
+        uuid: String,
+        #[serde(rename = "sqsMessageId")]
+        sqs_message_id: String,
+    },
+    /// Any refusal or failure; the fields present name what the request was about.
+    Error(ErrorAnswer),
+}
+
+/// `{"error": ...}` plus whichever of the request's identifiers apply.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ErrorAnswer {
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    #[serde(rename = "messageId", skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(rename = "specifiedMessageId", skip_serializing_if = "Option::is_none")]
+    pub specified_message_id: Option<String>,
+    /// For `response/invalid`: the (cut) topic of the refused request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+}
+
+impl Answer {
+    /// An error answer about device `uuid` (or about no device).
+    pub fn error(error: impl Into<String>, uuid: Option<&str>) -> Self {
+        Self::Error(ErrorAnswer {
+            error: error.into(),
+            uuid: uuid.map(str::to_owned),
+            ..ErrorAnswer::default()
+        })
+    }
+
+    /// The answer as a JSON object with the request's `token` added.
+    pub fn with_token(&self, token: &str) -> Value {
+        let mut value = serde_json::to_value(self).expect("an answer serializes");
+        if let Value::Object(map) = &mut value {
+            map.insert("token".to_owned(), Value::String(token.to_owned()));
+        }
+        value
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +162,33 @@ mod tests {
         ] {
             assert_eq!(p(bad.clone()).usable_token(), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn answers_have_the_seed_field_names() {
+        let q = Answer::Query {
+            newest_message_id: "n".into(),
+            oldest_message_id: "o".into(),
+            uuid: "u".into(),
+        };
+        assert_eq!(
+            q.with_token("t"),
+            json!({"newestMessageId":"n","oldestMessageId":"o","uuid":"u","token":"t"})
+        );
+        let e = Answer::Error(ErrorAnswer {
+            error: NO_NEWER_MESSAGES.into(),
+            uuid: Some("u".into()),
+            specified_message_id: Some("m".into()),
+            ..ErrorAnswer::default()
+        });
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!({"error":"No newer messages available","uuid":"u","specifiedMessageId":"m"})
+        );
+        assert_eq!(
+            serde_json::to_value(Answer::error(UNKNOWN_OPERATION, None)).unwrap(),
+            json!({"error":"Unknown operation"})
+        );
     }
 
     #[test]

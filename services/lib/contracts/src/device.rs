@@ -118,7 +118,7 @@ pub struct Notification {
 }
 
 /// SQS message attribute carrying the reason a message was dead-lettered.
-pub const DLQ_REASON_ATTRIBUTE: &str = "lambdaless-dlq-reason";
+pub use crate::dlq::REASON_ATTRIBUTE as DLQ_REASON_ATTRIBUTE;
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,9 @@
 
 pub mod api;
 pub mod device;
+pub mod dlq;
+pub mod fetch;
+pub mod limits;
 pub mod names;
 pub mod schema;
 pub mod topics;

@@ -19,6 +19,7 @@ pub mod mqtt;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod worker;
 
 pub use admin::{Readiness, ReadinessCheck};
 pub use config::{AuthSettings, ConfigError, LogSettings, MqttSettings};

@@ -7,13 +7,13 @@
 //! since callers acknowledge with manual acks), re-subscribes after every
 //! reconnect, and backs off between attempts while the broker is away.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, Publish, QoS};
 use secrecy::ExposeSecret;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -29,9 +29,52 @@ const REQUEST_CAPACITY: usize = 1024;
 pub struct MqttConnection {
     pub client: AsyncClient,
     connected: Arc<AtomicBool>,
+    unacked: Arc<Unacked>,
+}
+
+/// QoS 1 publishes queued through [`MqttConnection::publish_acked`] whose PUBACK has not
+/// arrived yet.
+#[derive(Default)]
+struct Unacked {
+    count: AtomicUsize,
+    changed: Notify,
 }
 
 impl MqttConnection {
+    /// Queues a QoS 1 publish and counts it until the broker acknowledges it, so that
+    /// [`flush`](Self::flush) can wait for it before the connection closes. Fails (without
+    /// blocking) when rumqttc's request queue is full.
+    pub fn publish_acked(
+        &self,
+        topic: String,
+        payload: Vec<u8>,
+    ) -> Result<(), rumqttc::ClientError> {
+        self.unacked.count.fetch_add(1, Ordering::SeqCst);
+        let queued = self
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload);
+        if queued.is_err() {
+            self.unacked.count.fetch_sub(1, Ordering::SeqCst);
+        }
+        queued
+    }
+
+    /// Waits until every [`publish_acked`](Self::publish_acked) publish is acknowledged, at
+    /// most `limit`. Returns how many were still unacknowledged.
+    pub async fn flush(&self, limit: std::time::Duration) -> usize {
+        let wait = async {
+            loop {
+                let changed = self.unacked.changed.notified();
+                if self.unacked.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+        self.unacked.count.load(Ordering::SeqCst)
+    }
+
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
@@ -94,7 +137,9 @@ pub fn connect(
     network.set_tcp_nodelay(true);
     eventloop.set_network_options(network);
     let connected = Arc::new(AtomicBool::new(false));
+    let unacked = Arc::new(Unacked::default());
     let (tx, incoming) = mpsc::unbounded_channel();
+    let loop_unacked = unacked.clone();
 
     let loop_client = client.clone();
     let loop_connected = connected.clone();
@@ -127,6 +172,11 @@ pub fn connect(
                             // Nobody reads any more: the service is shutting down.
                         }
                     }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        // Saturating: publishes made with `client` directly are acked too.
+                        let _ = loop_unacked.count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                        loop_unacked.changed.notify_waiters();
+                    }
                     Ok(Event::Incoming(Packet::SubAck(ack))) => {
                         tracing::debug!(pkid = ack.pkid, codes = ?ack.return_codes, "subscribed");
                     }
@@ -153,7 +203,11 @@ pub fn connect(
         .instrument(span),
     );
     MqttParts {
-        connection: MqttConnection { client, connected },
+        connection: MqttConnection {
+            client,
+            connected,
+            unacked,
+        },
         incoming,
         task,
     }

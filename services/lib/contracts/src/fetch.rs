@@ -1,10 +1,31 @@
-//! The wire form of a fetch request and the checks that decide whether it may
-//! be answered at all. Pure logic, no I/O: everything refused here is
-//! dead-lettered by the responder, never answered.
+//! Seed 1's fetch request and reply on the wire: what a client sends to `fetch-requests`
+//! ([`request_body`]), the checks that decide whether `fetch-responder` may answer it at all
+//! ([`parse`]; everything refused is dead-lettered, never answered), and the reply
+//! ([`FetchRequest::reply`]). Pure logic, no I/O.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+/// The body of a fetch request: `{"fetch_id", "sqs_queue_url", "nonce"}`. The nonce is
+/// echoed back exactly as sent, so the client matches the reply to its request.
+pub fn request_body(fetch_id: &str, sqs_queue_url: &str, nonce: &str) -> String {
+    #[derive(Serialize)]
+    struct Request<'r> {
+        fetch_id: &'r str,
+        sqs_queue_url: &'r str,
+        nonce: &'r str,
+    }
+    serde_json::to_string(&Request {
+        fetch_id,
+        sqs_queue_url,
+        nonce,
+    })
+    .expect("a request of strings serializes")
+}
+
+/// The reply's error text when the document does not exist.
+pub const NOT_FOUND: &str = "not found";
 
 /// A request that passed every check.
 #[derive(Debug, Clone)]
@@ -43,7 +64,7 @@ impl FetchRequest {
         let reply = Reply {
             nonce: &self.nonce,
             data: document,
-            error: document.is_none().then_some("not found"),
+            error: document.is_none().then_some(NOT_FOUND),
         };
         serde_json::to_string(&reply).expect("a reply of JSON values serializes")
     }
@@ -154,6 +175,19 @@ mod tests {
 
     fn body(v: Value) -> String {
         v.to_string()
+    }
+
+    #[test]
+    fn what_a_client_sends_is_what_the_responder_accepts() {
+        let body = request_body(
+            "doc-1",
+            "http://h:4566/000000000000/p1-user-queue-u1",
+            "n-7",
+        );
+        let req = parse(&body, P).unwrap();
+        assert_eq!(req.fetch_id, "doc-1");
+        assert_eq!(req.reply_queue, "p1-user-queue-u1");
+        assert_eq!(req.nonce.get(), "\"n-7\"");
     }
 
     #[test]
