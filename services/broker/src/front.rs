@@ -15,7 +15,9 @@
 //! user over TCP is relayed byte for byte, without parsing.
 //!
 //! Before login, work is bounded: at most `max_pending_connects` sockets
-//! may be without a session at once (newer ones are closed at once), each
+//! may be without a session at once (beyond that the oldest is closed, so a
+//! flood of half-open sockets cannot lock out a client that logs in
+//! promptly), each
 //! has `connection_timeout_ms` to send its CONNECT, and a WebSocket client
 //! at most [`MAX_PRE_CONNECT_FRAMES`] frames and twice the packet limit in
 //! bytes, decoded once as they arrive.
@@ -82,7 +84,7 @@ pub(crate) struct Gate {
     pub(crate) users: Users,
     pub(crate) sessions: Arc<Semaphore>,
     /// Sockets accepted whose CONNECT is not decided yet.
-    pub(crate) pending: Arc<Semaphore>,
+    pub(crate) pending: Arc<Pending>,
     pub(crate) max_packet: usize,
     pub(crate) handshake_timeout: Duration,
 }
@@ -161,14 +163,7 @@ impl Front {
                     continue;
                 }
             };
-            let Ok(pending) = self.gate.pending.clone().try_acquire_owned() else {
-                // Newest refused: the sockets already waiting keep their
-                // chance, and this one costs nothing more than the accept.
-                refused(self.transport.label(), "pending_connects");
-                tracing::debug!(%peer, "closed: max_pending_connects sockets are before their CONNECT");
-                drop(stream);
-                continue;
-            };
+            let pending = Pending::enter(&self.gate.pending, self.transport.label());
             let conn = Conn {
                 transport: self.transport,
                 upstream: self.upstream,
@@ -182,6 +177,60 @@ impl Front {
                 user = field::Empty,
             );
             tokio::spawn(conn.run(stream, pending).instrument(span));
+        }
+    }
+}
+
+/// The sockets before their CONNECT, oldest first.
+pub(crate) struct Pending {
+    cap: usize,
+    queue: Mutex<(u64, std::collections::VecDeque<(u64, CancellationToken)>)>,
+}
+
+impl Pending {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            queue: Mutex::new((0, std::collections::VecDeque::with_capacity(cap))),
+        }
+    }
+
+    /// Takes a slot for a new socket; at the cap, the oldest socket's slot
+    /// is taken back (that socket is closed).
+    fn enter(pending: &Arc<Self>, listener: &'static str) -> PendingSlot {
+        let evicted = CancellationToken::new();
+        let mut guard = pending.queue.lock().expect("never poisoned");
+        let (next, queue) = &mut *guard;
+        if queue.len() >= pending.cap {
+            if let Some((_, oldest)) = queue.pop_front() {
+                oldest.cancel();
+                refused(listener, "pending_connects");
+            }
+        }
+        *next += 1;
+        let id = *next;
+        queue.push_back((id, evicted.clone()));
+        PendingSlot {
+            pending: pending.clone(),
+            id,
+            evicted,
+        }
+    }
+}
+
+/// A socket's place among the [`Pending`]; leaves it when dropped.
+struct PendingSlot {
+    pending: Arc<Pending>,
+    id: u64,
+    /// Cancelled when newer sockets pushed this one out.
+    evicted: CancellationToken,
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut guard = self.pending.queue.lock().expect("never poisoned");
+        if let Some(at) = guard.1.iter().position(|(id, _)| *id == self.id) {
+            guard.1.remove(at);
         }
     }
 }
@@ -212,7 +261,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run(self, mut client: TcpStream, pending: OwnedSemaphorePermit) {
+    async fn run(self, mut client: TcpStream, pending: PendingSlot) {
         let _ = client.set_nodelay(true);
         let listener = self.transport.label();
         let handshake = async {
@@ -221,7 +270,13 @@ impl Conn {
                 Transport::WebSocket => self.ws_handshake(&mut client).await,
             }
         };
-        let decided = tokio::time::timeout(self.gate.handshake_timeout, handshake).await;
+        let decided = tokio::select! {
+            d = tokio::time::timeout(self.gate.handshake_timeout, handshake) => d,
+            () = pending.evicted.cancelled() => {
+                tracing::debug!("closed before its CONNECT: max_pending_connects newer sockets came");
+                return;
+            }
+        };
         drop(pending);
         let admitted = match decided {
             Ok(Ok(admitted)) => admitted,

@@ -189,7 +189,7 @@ impl App {
         let gate = Arc::new(Gate {
             users,
             sessions: Arc::new(Semaphore::new(settings.max_connections)),
-            pending: Arc::new(Semaphore::new(settings.max_pending_connects)),
+            pending: Arc::new(front::Pending::new(settings.max_pending_connects)),
             max_packet: settings.max_payload_bytes,
             handshake_timeout: Duration::from_millis(settings.connection_timeout_ms),
         });

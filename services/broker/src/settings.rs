@@ -57,9 +57,9 @@ pub struct Settings {
     /// Time a new socket has to complete the WebSocket handshake and send
     /// its CONNECT.
     pub connection_timeout_ms: u64,
-    /// Connections still before their CONNECT (both listeners together); a
-    /// new socket beyond this is closed at once, so half-open sockets cannot
-    /// crowd out logins.
+    /// Connections still before their CONNECT (both listeners together);
+    /// beyond this the oldest of them is closed, so half-open sockets cannot
+    /// crowd out a client that logs in promptly.
     pub max_pending_connects: usize,
 }
 
