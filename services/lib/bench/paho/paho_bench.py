@@ -28,7 +28,10 @@ def client(args, name):
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=f"paho-{name}-{uuid.uuid4().hex[:8]}",
         protocol=mqtt.MQTTv311,
+        transport=args.transport,
     )
+    if args.transport == "websockets":
+        c.ws_set_options(path="/mqtt")
     c.username_pw_set(args.user, args.password)
     c.max_inflight_messages_set(args.inflight)
     connected = threading.Event()
@@ -131,6 +134,7 @@ def main():
     p.add_argument("--round-trips", type=int, default=500)
     p.add_argument("--messages", type=int, default=5000)
     p.add_argument("--inflight", type=int, default=100)
+    p.add_argument("--transport", choices=("tcp", "websockets"), default="tcp")
     args = p.parse_args()
     run = uuid.uuid4().hex[:8]
     rt = round_trips(args, run)
