@@ -7,7 +7,8 @@
 #   scripts/bench.sh --only broker,graphql
 #   scripts/bench.sh load --duration 60   # the sustained mixed load instead
 #
-# 1. installs wrk and mosquitto (Debian packages) when missing; the Mosquitto
+# 1. installs wrk and mosquitto (Debian packages) when missing, and through
+#    scripts/install-deps.sh (run by up.sh) the paho-mqtt venv; the Mosquitto
 #    system service is not used, the benchmark starts its own on loopback
 # 2. starts the stack with scripts/up.sh, the gateway's per-principal rate
 #    limit raised (LAMBDALESS_THROTTLE_RATE) so that wrk measures the server
@@ -30,6 +31,10 @@ fi
 mosquitto_bin="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 
 export LAMBDALESS_THROTTLE_RATE="${LAMBDALESS_THROTTLE_RATE:-1000000}"
+# The MQTT benchmarks use topics of their own (bench/...), beyond what a device may
+# use: they log in as the stack's `service` user.
+export LAMBDALESS_MQTT__USERNAME="${LAMBDALESS_MQTT__USERNAME:-service}"
+export LAMBDALESS_MQTT__PASSWORD="${LAMBDALESS_MQTT__PASSWORD:-local-service}"
 "$LL_ROOT/scripts/up.sh"
 
 export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}"

@@ -10,7 +10,11 @@
 # Needs: Docker Engine (daemon running) and a compose tool (`docker compose` v2 plugin, or
 # docker-compose v1.29+); apt-get + dpkg-deb (the base image is made of Debian packages);
 # mmdebstrap (the moto emulator image); python3 with pip (moto's wheels); binutils (readelf,
-# to check what a binary links). The Rust toolchain is expected on the machine (rustup).
+# to check what a binary links); mosquitto and mosquitto-clients (the comparison broker of
+# `lambdaless bench broker`, and `mosquitto_pub`/`mosquitto_sub`, third-party clients the
+# test suite drives); a venv with paho-mqtt at $LL_CACHE_DIR/paho-venv (the other third-party
+# client, for the suite and the benchmark; pip uses the machine's configured index).
+# The Rust toolchain is expected on the machine (rustup).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,13 +40,21 @@ have readelf || pkgs+=(binutils)
 have python3 || pkgs+=(python3)
 if ! python3 -m pip --version >/dev/null 2>&1; then pkgs+=(python3-pip); fi
 have sha256sum || pkgs+=(coreutils)
+have mosquitto || [[ -x /usr/sbin/mosquitto ]] || pkgs+=(mosquitto)
+have mosquitto_pub || pkgs+=(mosquitto-clients)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
 [[ $dev -eq 0 ]] || have shellcheck || pkgs+=(shellcheck)
 have cargo || notes+=("cargo not found: install the Rust toolchain (rustup) to build the services")
 
 # `apt-get download` (base image) needs package lists; a new machine may have none.
 apt_lists_ok() { compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; }
 
+# paho-mqtt (Python), for tests/it and `lambdaless bench broker` (LAMBDALESS_PAHO_PYTHON).
+LL_PAHO_VENV="$LL_CACHE_DIR/paho-venv"
+paho_ok() { "$LL_PAHO_VENV/bin/python" -c 'import paho.mqtt.client' >/dev/null 2>&1; }
+
 if [[ $check -eq 1 ]]; then
+  paho_ok || notes+=("paho-mqtt venv missing at $LL_PAHO_VENV")
   apt_lists_ok || notes+=("apt package lists are empty (apt-get update)")
   [[ ${#pkgs[@]} -eq 0 ]] || notes+=("missing Debian packages: ${pkgs[*]}")
   if have docker && ! docker info >/dev/null 2>&1; then notes+=("the Docker daemon is not reachable"); fi
@@ -59,7 +71,19 @@ if [[ ${#pkgs[@]} -gt 0 ]] || ! apt_lists_ok; then
   if [[ ${#pkgs[@]} -gt 0 ]]; then
     step "install-deps: apt-get install ${pkgs[*]}"
     as_root apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+    # Debian starts a Mosquitto service on 1883, the stack's port: the benchmark starts
+    # its own Mosquitto on a free port, so the system one is switched off.
+    if [[ " ${pkgs[*]} " == *" mosquitto "* ]] && have systemctl; then
+      as_root systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    fi
   fi
+fi
+
+if ! paho_ok; then
+  step "install-deps: paho-mqtt venv at $LL_PAHO_VENV"
+  mkdir -p "$LL_CACHE_DIR"
+  python3 -m venv "$LL_PAHO_VENV"
+  "$LL_PAHO_VENV/bin/python" -m pip install -q 'paho-mqtt>=2,<3' || notes+=("pip could not install paho-mqtt into $LL_PAHO_VENV")
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -8,6 +8,7 @@ mod foundation;
 mod graphql;
 mod hostile;
 mod http;
+mod mqtt_acl;
 mod mqtt_api;
 mod mqtt_client;
 mod poison;

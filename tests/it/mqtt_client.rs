@@ -64,13 +64,15 @@ pub(crate) async fn try_connect(port: u16, user: &str, password: &str) -> Connec
         .unwrap_or_else(|_| ConnectOutcome::Failed("no CONNACK within 10 s".into()))
 }
 
-/// Connects, subscribes to `filters` and waits for the SUBACK.
+/// Connects as the `service` user (the suite watches every answer and
+/// sends hostile requests; the ACL tests use the other roles), subscribes to
+/// `filters` and waits for the SUBACK.
 pub(crate) async fn connect(port: u16, filters: &[&str]) -> TestClient {
     let (client, mut eventloop) = AsyncClient::new(
         options(
             port,
-            lambdaless_testkit::MQTT_USER,
-            lambdaless_testkit::MQTT_PASSWORD,
+            lambdaless_testkit::MQTT_SERVICE_USER,
+            lambdaless_testkit::MQTT_SERVICE_PASSWORD,
         ),
         100,
     );

@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::acl::Role;
+use crate::settings::Account;
+
 /// Why a login was refused; also the `reason` label of `broker_auth_failures_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AuthFailure {
@@ -34,12 +37,12 @@ impl AuthFailure {
 /// The configured users and the anonymous-access switch.
 #[derive(Clone)]
 pub(crate) struct Users {
-    users: Arc<BTreeMap<String, SecretString>>,
+    users: Arc<BTreeMap<String, Account>>,
     allow_anonymous: bool,
 }
 
 impl Users {
-    pub(crate) fn new(users: BTreeMap<String, SecretString>, allow_anonymous: bool) -> Self {
+    pub(crate) fn new(users: BTreeMap<String, Account>, allow_anonymous: bool) -> Self {
         Self {
             users: Arc::new(users),
             allow_anonymous,
@@ -52,30 +55,31 @@ impl Users {
 
     /// A client without a user name passes only with `allow_anonymous`; one
     /// with a user name must match a configured user, unless no user is
-    /// configured at all (anonymous mode accepts any login then).
+    /// configured at all (anonymous mode accepts any login then). Anonymous
+    /// clients get the default role, `device`.
     pub(crate) fn check(
         &self,
         username: Option<&str>,
         password: Option<&[u8]>,
-    ) -> Result<(), AuthFailure> {
+    ) -> Result<Role, AuthFailure> {
         let Some(username) = username else {
             return if self.allow_anonymous {
-                Ok(())
+                Ok(Role::default())
             } else {
                 Err(AuthFailure::NoCredentials)
             };
         };
         if self.users.is_empty() && self.allow_anonymous {
-            return Ok(());
+            return Ok(Role::default());
         }
         let Some(expected) = self.users.get(username) else {
             return Err(AuthFailure::UnknownUser);
         };
         if constant_time_eq(
-            expected.expose_secret().as_bytes(),
+            expected.password.expose_secret().as_bytes(),
             password.unwrap_or_default(),
         ) {
-            Ok(())
+            Ok(expected.role)
         } else {
             Err(AuthFailure::BadPassword)
         }
@@ -149,13 +153,21 @@ mod tests {
 
     fn users(anonymous: bool) -> Users {
         let mut map = BTreeMap::new();
-        map.insert("local".to_owned(), SecretString::from("local"));
+        map.insert("local".to_owned(), Account::new("local"));
+        map.insert("worker".to_owned(), Account::with_role("w", Role::Service));
         Users::new(map, anonymous)
     }
 
     #[test]
     fn a_configured_user_with_the_right_password_passes() {
-        assert_eq!(users(false).check(Some("local"), Some(b"local")), Ok(()));
+        assert_eq!(
+            users(false).check(Some("local"), Some(b"local")),
+            Ok(Role::Device)
+        );
+        assert_eq!(
+            users(false).check(Some("worker"), Some(b"w")),
+            Ok(Role::Service)
+        );
     }
 
     #[test]
@@ -176,13 +188,13 @@ mod tests {
     #[test]
     fn anonymous_mode_admits_clients_without_login_but_still_checks_logins() {
         let u = users(true);
-        assert_eq!(u.check(None, None), Ok(()));
+        assert_eq!(u.check(None, None), Ok(Role::Device));
         assert_eq!(
             u.check(Some("local"), Some(b"nope")),
             Err(AuthFailure::BadPassword)
         );
         let open = Users::new(BTreeMap::new(), true);
-        assert_eq!(open.check(Some("anyone"), Some(b"x")), Ok(()));
+        assert_eq!(open.check(Some("anyone"), Some(b"x")), Ok(Role::Device));
     }
 
     #[test]

@@ -4,9 +4,23 @@
 //! CONNACK, so clients cannot tell bad credentials from a broker that is down
 //! (rumqttc just retries forever). Each public connection therefore starts
 //! here: the front end reads the CONNECT (inside WebSocket frames on the WS
-//! listener), decides, and either answers with a CONNACK refusal code or
-//! opens a loopback connection to rumqttd, forwards the bytes it read
-//! unchanged, and relays both ways until either side closes.
+//! listener, whose WebSocket it terminates itself), decides, and either
+//! answers with a CONNACK refusal code or opens a loopback connection to
+//! rumqttd's MQTT listener and relays both ways until either side closes.
+//!
+//! The relay applies the topic ACL of the user's role (`acl`): it reads the
+//! packet boundaries in both directions, drops refused PUBLISHes
+//! (answering PUBACK/PUBREC itself), takes refused filters out of a
+//! SUBSCRIBE and puts 0x80 in their place in rumqttd's SUBACK. A `service`
+//! user over TCP is relayed byte for byte, without parsing.
+//!
+//! Before login, work is bounded: at most `max_pending_connects` sockets
+//! may be without a session at once (beyond that the oldest is closed, so a
+//! flood of half-open sockets cannot lock out a client that logs in
+//! promptly), each
+//! has `connection_timeout_ms` to send its CONNECT, and a WebSocket client
+//! at most [`MAX_PRE_CONNECT_FRAMES`] frames and twice the packet limit in
+//! bytes, decoded once as they arrive.
 //!
 //! | refusal | CONNACK |
 //! |---|---|
@@ -18,20 +32,28 @@
 //! A CONNECT with keep-alive 0 is closed without CONNACK, as rumqttd itself
 //! would do (MQTT 3.1.1 has no code for it).
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, Counter};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{field, Instrument, Span};
 
+use crate::acl::Role;
 use crate::auth::Users;
 use crate::telemetry;
 use crate::wire::{self, ws, Connect, ReturnCode, WireError};
+
+/// WebSocket frames (data or control, empty or not) a client may send
+/// before its CONNECT is complete.
+pub(crate) const MAX_PRE_CONNECT_FRAMES: usize = 64;
+/// Partially refused SUBSCRIBEs awaiting rumqttd's SUBACK, per session.
+const MAX_PENDING_SUBACKS: usize = 1024;
 
 /// Largest HTTP head accepted on the WebSocket listener (and from rumqttd).
 const MAX_HTTP_HEAD: usize = 16 * 1024;
@@ -61,6 +83,8 @@ impl Transport {
 pub(crate) struct Gate {
     pub(crate) users: Users,
     pub(crate) sessions: Arc<Semaphore>,
+    /// Sockets accepted whose CONNECT is not decided yet.
+    pub(crate) pending: Arc<Pending>,
     pub(crate) max_packet: usize,
     pub(crate) handshake_timeout: Duration,
 }
@@ -72,17 +96,20 @@ impl Gate {
         &self,
         transport: Transport,
         connect: &Connect,
-    ) -> Result<OwnedSemaphorePermit, Option<ReturnCode>> {
+    ) -> Result<(OwnedSemaphorePermit, Role), Option<ReturnCode>> {
         let listener = transport.label();
-        if let Err(failure) = self
+        let role = match self
             .users
             .check(connect.username.as_deref(), connect.password.as_deref())
         {
-            counter!(telemetry::AUTH_FAILURES, "listener" => listener, "reason" => failure.label())
-                .increment(1);
-            tracing::warn!(reason = failure.label(), "login refused");
-            return Err(Some(ReturnCode::NotAuthorized));
-        }
+            Ok(role) => role,
+            Err(failure) => {
+                counter!(telemetry::AUTH_FAILURES, "listener" => listener, "reason" => failure.label())
+                    .increment(1);
+                tracing::warn!(reason = failure.label(), "login refused");
+                return Err(Some(ReturnCode::NotAuthorized));
+            }
+        };
         let bad_id = connect.client_id.contains(['+', '#', '/', '$'])
             || (connect.client_id.is_empty() && !connect.clean_session);
         if bad_id {
@@ -96,7 +123,7 @@ impl Gate {
             return Err(None);
         }
         match self.sessions.clone().try_acquire_owned() {
-            Ok(permit) => Ok(permit),
+            Ok(permit) => Ok((permit, role)),
             Err(_) => {
                 refused(listener, "max_connections");
                 tracing::warn!("session refused: max_connections reached");
@@ -136,6 +163,7 @@ impl Front {
                     continue;
                 }
             };
+            let pending = Pending::enter(&self.gate.pending, self.transport.label());
             let conn = Conn {
                 transport: self.transport,
                 upstream: self.upstream,
@@ -148,7 +176,61 @@ impl Front {
                 client_id = field::Empty,
                 user = field::Empty,
             );
-            tokio::spawn(conn.run(stream).instrument(span));
+            tokio::spawn(conn.run(stream, pending).instrument(span));
+        }
+    }
+}
+
+/// The sockets before their CONNECT, oldest first.
+pub(crate) struct Pending {
+    cap: usize,
+    queue: Mutex<(u64, std::collections::VecDeque<(u64, CancellationToken)>)>,
+}
+
+impl Pending {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            queue: Mutex::new((0, std::collections::VecDeque::with_capacity(cap))),
+        }
+    }
+
+    /// Takes a slot for a new socket; at the cap, the oldest socket's slot
+    /// is taken back (that socket is closed).
+    fn enter(pending: &Arc<Self>, listener: &'static str) -> PendingSlot {
+        let evicted = CancellationToken::new();
+        let mut guard = pending.queue.lock().expect("never poisoned");
+        let (next, queue) = &mut *guard;
+        if queue.len() >= pending.cap {
+            if let Some((_, oldest)) = queue.pop_front() {
+                oldest.cancel();
+                refused(listener, "pending_connects");
+            }
+        }
+        *next += 1;
+        let id = *next;
+        queue.push_back((id, evicted.clone()));
+        PendingSlot {
+            pending: pending.clone(),
+            id,
+            evicted,
+        }
+    }
+}
+
+/// A socket's place among the [`Pending`]; leaves it when dropped.
+struct PendingSlot {
+    pending: Arc<Pending>,
+    id: u64,
+    /// Cancelled when newer sockets pushed this one out.
+    evicted: CancellationToken,
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut guard = self.pending.queue.lock().expect("never poisoned");
+        if let Some(at) = guard.1.iter().position(|(id, _)| *id == self.id) {
+            guard.1.remove(at);
         }
     }
 }
@@ -156,8 +238,11 @@ impl Front {
 /// What a successful handshake hands to the relay.
 struct Admitted {
     upstream: TcpStream,
-    /// Client bytes already read (the CONNECT and anything after it).
+    /// Client MQTT bytes already read (the CONNECT and anything after it).
     pending: Vec<u8>,
+    role: Role,
+    /// WebSocket: the client's frame decoder, holding any incomplete frame.
+    ws: Option<ws::Decoder>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -176,7 +261,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run(self, mut client: TcpStream) {
+    async fn run(self, mut client: TcpStream, pending: PendingSlot) {
         let _ = client.set_nodelay(true);
         let listener = self.transport.label();
         let handshake = async {
@@ -185,7 +270,15 @@ impl Conn {
                 Transport::WebSocket => self.ws_handshake(&mut client).await,
             }
         };
-        let admitted = match tokio::time::timeout(self.gate.handshake_timeout, handshake).await {
+        let decided = tokio::select! {
+            d = tokio::time::timeout(self.gate.handshake_timeout, handshake) => d,
+            () = pending.evicted.cancelled() => {
+                tracing::debug!("closed before its CONNECT: max_pending_connects newer sockets came");
+                return;
+            }
+        };
+        drop(pending);
+        let admitted = match decided {
             Ok(Ok(admitted)) => admitted,
             Ok(Err(Refusal::Reply(bytes))) => {
                 let _ = client.write_all(&bytes).await;
@@ -211,7 +304,7 @@ impl Conn {
                 None => read_more(client, &mut buf, self.transport).await?,
             }
         };
-        let permit = self.admit(&connect)?;
+        let (permit, role) = self.admit(&connect)?;
         let upstream = self
             .connect_upstream()
             .await
@@ -219,12 +312,14 @@ impl Conn {
         Ok(Admitted {
             upstream,
             pending: buf,
+            role,
+            ws: None,
             _permit: permit,
         })
     }
 
-    /// Relays the HTTP upgrade to rumqttd, then reads the CONNECT from the
-    /// client's frames without altering them.
+    /// Answers the HTTP upgrade itself, then reads the CONNECT from the
+    /// client's frames, decoding each byte once.
     async fn ws_handshake(&self, client: &mut TcpStream) -> Result<Admitted, Refusal> {
         let listener = self.transport.label();
         let mut buf = Vec::with_capacity(1024);
@@ -250,56 +345,87 @@ impl Conn {
                 "This is MQTT over WebSocket: connect with a WebSocket client, subprotocol \"mqtt\".\n",
             )));
         }
-        let mut upstream = match self.connect_upstream().await {
-            Ok(s) => s,
-            Err(()) => return Err(Refusal::Reply(http_error(503, "Service Unavailable", ""))),
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let Some(key) = ws::header(&head, "sec-websocket-key").filter(|k| !k.is_empty()) else {
+            refused(listener, "handshake");
+            return Err(Refusal::Reply(http_error(
+                400,
+                "Bad Request",
+                "Sec-WebSocket-Key is missing.\n",
+            )));
         };
-        let frames = buf.split_off(head_end);
-        upstream.write_all(&buf).await.map_err(|_| Refusal::Close)?;
-
-        let mut response = Vec::with_capacity(256);
-        loop {
-            if ws::head_end(&response).is_some() {
-                break;
-            }
-            if response.len() > MAX_HTTP_HEAD {
-                return Err(Refusal::Close);
-            }
-            match upstream.read_buf(&mut response).await {
-                Ok(0) | Err(_) => return Err(Refusal::Close),
-                Ok(_) => {}
-            }
+        // MQTT over WebSocket names the subprotocol "mqtt" (3.1.1); some old
+        // clients offer "mqttv3.1".
+        let offered = ws::header(&head, "sec-websocket-protocol").unwrap_or_default();
+        let protocol = ["mqtt", "mqttv3.1"]
+            .into_iter()
+            .find(|p| offered.split(',').any(|o| o.trim().eq_ignore_ascii_case(p)));
+        let mut response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n",
+            ws::accept_key(key)
+        );
+        if let Some(p) = protocol {
+            response.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
         }
+        response.push_str("\r\n");
         client
-            .write_all(&response)
+            .write_all(response.as_bytes())
             .await
             .map_err(|_| Refusal::Close)?;
-        if ws::status(&response) != Some(101) {
-            refused(listener, "handshake");
-            return Err(Refusal::Close);
-        }
 
-        let mut frames = frames;
+        let max_bytes = 2 * self.gate.max_packet;
+        let mut decoder = ws::Decoder::default();
+        decoder.feed(&buf[head_end..]);
+        let mut mqtt = Vec::with_capacity(256);
+        let mut read = Vec::with_capacity(RELAY_BUFFER);
         let connect = loop {
             // Room for one packet a client sends right behind its CONNECT.
-            let payload = match ws::payload(&frames, 2 * self.gate.max_packet) {
-                Ok(p) => p,
-                Err(e) => return Err(self.malformed(&e)),
-            };
-            if payload.closed {
-                refused(listener, "closed");
+            let controls = decoder
+                .decode(&mut mqtt, max_bytes)
+                .map_err(|e| self.malformed(&e))?;
+            for control in controls {
+                match control {
+                    ws::Control::Ping(payload) => client
+                        .write_all(&ws::frame(ws::OP_PONG, &payload, None))
+                        .await
+                        .map_err(|_| Refusal::Close)?,
+                    ws::Control::Close => {
+                        refused(listener, "closed");
+                        return Err(Refusal::Close);
+                    }
+                }
+            }
+            if decoder.frames > MAX_PRE_CONNECT_FRAMES {
+                refused(listener, "ws_frames");
+                tracing::debug!(
+                    frames = decoder.frames,
+                    "too many WebSocket frames before CONNECT"
+                );
                 return Err(Refusal::Close);
             }
-            match self.parse(&payload.data)? {
+            if mqtt.len() + decoder.buffered() > max_bytes + 14 {
+                return Err(self.malformed(&WireError::TooLarge(mqtt.len() + decoder.buffered())));
+            }
+            match self.parse(&mqtt)? {
                 Some(connect) => break connect,
-                None => read_more(client, &mut frames, self.transport).await?,
+                None => {
+                    read.clear();
+                    read_more(client, &mut read, self.transport).await?;
+                    decoder.feed(&read);
+                }
             }
         };
-        // On a refusal, dropping `upstream` closes rumqttd's side.
-        let permit = self.admit(&connect)?;
+        let (permit, role) = self.admit(&connect)?;
+        let upstream = self
+            .connect_upstream()
+            .await
+            .map_err(|()| self.reply(ReturnCode::ServerUnavailable))?;
         Ok(Admitted {
             upstream,
-            pending: frames,
+            pending: mqtt,
+            role,
+            ws: Some(decoder),
             _permit: permit,
         })
     }
@@ -345,7 +471,7 @@ impl Conn {
     }
 
     /// The gate's decision, as a refusal in this transport's framing.
-    fn admit(&self, connect: &Connect) -> Result<OwnedSemaphorePermit, Refusal> {
+    fn admit(&self, connect: &Connect) -> Result<(OwnedSemaphorePermit, Role), Refusal> {
         self.gate
             .admit(self.transport, connect)
             .map_err(|code| match code {
@@ -368,36 +494,347 @@ impl Conn {
         }
     }
 
-    /// Forwards the bytes read so far, then copies both ways until either
-    /// side closes.
+    /// Forwards the bytes read so far, then relays both ways until either
+    /// side closes: byte for byte for a `service` user over TCP, packet by
+    /// packet through the role's ACL otherwise.
     async fn relay(self, mut client: TcpStream, admitted: Admitted) {
         let Admitted {
             mut upstream,
             pending,
+            role,
+            ws,
             _permit,
         } = admitted;
         let listener = self.transport.label();
         let received = counter!(telemetry::RECEIVED_BYTES, "listener" => listener);
         let sent = counter!(telemetry::SENT_BYTES, "listener" => listener);
-        if upstream.write_all(&pending).await.is_err() {
-            refused(listener, "upstream");
-            return;
-        }
-        received.increment(pending.len() as u64);
         let _session = SessionGauge::open(listener);
         let started = Instant::now();
-        tracing::info!("session started");
+        tracing::info!(role = role.label(), "session started");
         let (mut client_rx, mut client_tx) = client.split();
         let (mut upstream_rx, mut upstream_tx) = upstream.split();
-        let ended = tokio::select! {
-            r = pump(&mut client_rx, &mut upstream_tx, &received, |_| ()) => r.map(|()| "client closed"),
-            r = pump(&mut upstream_rx, &mut client_tx, &sent, ack_at_once) => r.map(|()| "broker closed"),
+        let ended = if role == Role::Service && ws.is_none() {
+            if upstream_tx.write_all(&pending).await.is_err() {
+                refused(listener, "upstream");
+                return;
+            }
+            received.increment(pending.len() as u64);
+            tokio::select! {
+                r = pump(&mut client_rx, &mut upstream_tx, &received, ack_at_once) => r.map(|()| "client closed"),
+                r = pump(&mut upstream_rx, &mut client_tx, &sent, ack_at_once) => r.map(|()| "broker closed"),
+            }
+        } else {
+            let (inject_tx, inject_rx) = mpsc::channel(64);
+            let filter = Filter {
+                role,
+                listener,
+                max_packet: self.gate.max_packet,
+                subacks: Arc::new(Mutex::new(HashMap::new())),
+                refused_qos2: HashSet::new(),
+                inject: inject_tx,
+            };
+            let subacks = filter.subacks.clone();
+            let websocket = ws.is_some();
+            let up = client_to_broker(
+                &mut client_rx,
+                &mut upstream_tx,
+                filter,
+                pending,
+                ws,
+                &received,
+            );
+            let down = Downstream {
+                websocket,
+                max_packet: self.gate.max_packet,
+                subacks,
+            };
+            tokio::select! {
+                r = up => r.map(|()| "client closed"),
+                r = down.run(&mut upstream_rx, &mut client_tx, inject_rx, &sent) => r.map(|()| "broker closed"),
+            }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         match ended {
             Ok(by) => tracing::info!(duration_ms, by, "session ended"),
             Err(e) => tracing::info!(duration_ms, error = %e, "session ended"),
         }
+    }
+}
+
+/// What the client→broker side asks the broker→client side to send.
+enum Inject {
+    /// A whole MQTT packet (an acknowledgement of something refused).
+    Packet(Vec<u8>),
+    /// A WebSocket pong with this payload.
+    Pong(Vec<u8>),
+}
+
+/// The ACL, applied to the client's packets.
+struct Filter {
+    role: Role,
+    listener: &'static str,
+    max_packet: usize,
+    /// Packet id of a SUBSCRIBE sent on with some filters taken out → which
+    /// of its filters were allowed, in order.
+    subacks: Arc<Mutex<HashMap<u16, Vec<bool>>>>,
+    /// Packet ids of refused QoS 2 PUBLISHes, until their PUBREL.
+    refused_qos2: HashSet<u16>,
+    inject: mpsc::Sender<Inject>,
+}
+
+fn invalid(e: WireError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+}
+
+impl Filter {
+    /// Moves the complete packets at the start of `buf` into `out` (or
+    /// refuses them) and returns how many bytes it consumed.
+    async fn process(&mut self, buf: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+        let mut at = 0;
+        while let Some(len) = wire::packet_len(&buf[at..], self.max_packet).map_err(invalid)? {
+            if buf.len() - at < len {
+                break;
+            }
+            let packet = &buf[at..at + len];
+            at += len;
+            match wire::packet_type(packet) {
+                wire::PUBLISH if self.role != Role::Service => {
+                    let head = wire::parse_publish(packet).map_err(invalid)?;
+                    if self.role.may_publish(head.topic) {
+                        out.extend_from_slice(packet);
+                        continue;
+                    }
+                    self.denied("publish");
+                    tracing::debug!(topic = head.topic, "PUBLISH refused by the ACL");
+                    match (head.qos, head.pkid) {
+                        (1, Some(pkid)) => {
+                            self.send(wire::encode_ack(wire::PUBACK_BYTE, pkid).to_vec())
+                                .await?;
+                        }
+                        (2, Some(pkid)) => {
+                            self.refused_qos2.insert(pkid);
+                            self.send(wire::encode_ack(wire::PUBREC_BYTE, pkid).to_vec())
+                                .await?;
+                        }
+                        _ => {}
+                    }
+                }
+                wire::PUBREL if !self.refused_qos2.is_empty() => {
+                    let pkid = wire::parse_pkid(packet).map_err(invalid)?;
+                    if self.refused_qos2.remove(&pkid) {
+                        self.send(wire::encode_ack(wire::PUBCOMP_BYTE, pkid).to_vec())
+                            .await?;
+                    } else {
+                        out.extend_from_slice(packet);
+                    }
+                }
+                wire::SUBSCRIBE if self.role != Role::Service => {
+                    let sub = wire::parse_subscribe(packet).map_err(invalid)?;
+                    let allowed: Vec<bool> = sub
+                        .filters
+                        .iter()
+                        .map(|(f, _)| self.role.may_subscribe(f))
+                        .collect();
+                    for ((filter, _), ok) in sub.filters.iter().zip(&allowed) {
+                        if !ok {
+                            self.denied("subscribe");
+                            tracing::debug!(
+                                filter = filter.as_str(),
+                                "SUBSCRIBE filter refused by the ACL"
+                            );
+                        }
+                    }
+                    if allowed.iter().all(|ok| *ok) {
+                        out.extend_from_slice(packet);
+                    } else if !allowed.iter().any(|ok| *ok) {
+                        let codes = vec![wire::SUBACK_FAILURE; allowed.len()];
+                        self.send(wire::encode_suback(sub.pkid, &codes)).await?;
+                    } else {
+                        let kept: Vec<(String, u8)> = sub
+                            .filters
+                            .into_iter()
+                            .zip(&allowed)
+                            .filter(|(_, ok)| **ok)
+                            .map(|(f, _)| f)
+                            .collect();
+                        {
+                            let mut subacks = self.subacks.lock().expect("never poisoned");
+                            if subacks.len() >= MAX_PENDING_SUBACKS {
+                                return Err(invalid(WireError::Malformed(
+                                    "too many SUBSCRIBEs without SUBACK",
+                                )));
+                            }
+                            subacks.insert(sub.pkid, allowed);
+                        }
+                        out.extend(wire::encode_subscribe(sub.pkid, &kept));
+                    }
+                }
+                _ => out.extend_from_slice(packet),
+            }
+        }
+        Ok(at)
+    }
+
+    fn denied(&self, action: &'static str) {
+        counter!(telemetry::ACL_DENIED, "listener" => self.listener, "action" => action, "role" => self.role.label())
+            .increment(1);
+    }
+
+    async fn send(&self, packet: Vec<u8>) -> std::io::Result<()> {
+        self.inject
+            .send(Inject::Packet(packet))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    }
+}
+
+/// Client → rumqttd, through the ACL (and the WebSocket decoder).
+async fn client_to_broker<W>(
+    from: &mut tokio::net::tcp::ReadHalf<'_>,
+    to: &mut W,
+    mut filter: Filter,
+    mut mqtt: Vec<u8>,
+    mut ws: Option<ws::Decoder>,
+    counted: &Counter,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    let max_frame = 2 * filter.max_packet;
+    let mut buf = vec![0u8; RELAY_BUFFER];
+    let mut out = Vec::with_capacity(RELAY_BUFFER);
+    // The bytes read during the handshake.
+    counted.increment(mqtt.len() as u64);
+    loop {
+        out.clear();
+        let consumed = filter.process(&mqtt, &mut out).await?;
+        mqtt.drain(..consumed);
+        if !out.is_empty() {
+            to.write_all(&out).await?;
+        }
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        ack_at_once(from);
+        counted.increment(n as u64);
+        match &mut ws {
+            None => mqtt.extend_from_slice(&buf[..n]),
+            Some(decoder) => {
+                decoder.feed(&buf[..n]);
+                for control in decoder.decode(&mut mqtt, max_frame).map_err(invalid)? {
+                    match control {
+                        ws::Control::Ping(payload) => filter
+                            .inject
+                            .send(Inject::Pong(payload))
+                            .await
+                            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?,
+                        ws::Control::Close => return Ok(()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// rumqttd → client: whole packets only, so that what the filter injects
+/// lands between them; SUBACKs of filtered SUBSCRIBEs get their 0x80s.
+struct Downstream {
+    websocket: bool,
+    max_packet: usize,
+    subacks: Arc<Mutex<HashMap<u16, Vec<bool>>>>,
+}
+
+impl Downstream {
+    async fn run<W>(
+        self,
+        from: &mut tokio::net::tcp::ReadHalf<'_>,
+        to: &mut W,
+        mut inject: mpsc::Receiver<Inject>,
+        counted: &Counter,
+    ) -> std::io::Result<()>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let mut buf = vec![0u8; RELAY_BUFFER];
+        let mut pending: Vec<u8> = Vec::with_capacity(RELAY_BUFFER);
+        let mut out = Vec::with_capacity(RELAY_BUFFER);
+        loop {
+            tokio::select! {
+                n = from.read(&mut buf) => {
+                    let n = n?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    ack_at_once(from);
+                    pending.extend_from_slice(&buf[..n]);
+                    out.clear();
+                    let consumed = self.complete_packets(&pending, &mut out)?;
+                    pending.drain(..consumed);
+                    if !out.is_empty() {
+                        self.write(to, ws::OP_BINARY, &out, counted).await?;
+                    }
+                }
+                Some(injected) = inject.recv() => match injected {
+                    Inject::Packet(p) => self.write(to, ws::OP_BINARY, &p, counted).await?,
+                    Inject::Pong(p) => self.write(to, ws::OP_PONG, &p, counted).await?,
+                },
+            }
+        }
+    }
+
+    fn complete_packets(&self, buf: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+        let mut at = 0;
+        // rumqttd's packets are within our limit plus their own header.
+        while let Some(len) = wire::packet_len(&buf[at..], self.max_packet + 16).map_err(invalid)? {
+            if buf.len() - at < len {
+                break;
+            }
+            let packet = &buf[at..at + len];
+            at += len;
+            if wire::packet_type(packet) == wire::SUBACK {
+                let (pkid, codes) = wire::parse_suback(packet).map_err(invalid)?;
+                let allowed = self.subacks.lock().expect("never poisoned").remove(&pkid);
+                if let Some(allowed) = allowed {
+                    let mut theirs = codes.iter();
+                    let merged: Vec<u8> = allowed
+                        .iter()
+                        .map(|ok| {
+                            if *ok {
+                                theirs.next().copied().unwrap_or(wire::SUBACK_FAILURE)
+                            } else {
+                                wire::SUBACK_FAILURE
+                            }
+                        })
+                        .collect();
+                    out.extend(wire::encode_suback(pkid, &merged));
+                    continue;
+                }
+            }
+            out.extend_from_slice(packet);
+        }
+        Ok(at)
+    }
+
+    async fn write<W>(
+        &self,
+        to: &mut W,
+        opcode: u8,
+        bytes: &[u8],
+        counted: &Counter,
+    ) -> std::io::Result<()>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        if self.websocket {
+            let frame = ws::frame(opcode, bytes, None);
+            to.write_all(&frame).await?;
+            counted.increment(frame.len() as u64);
+        } else if opcode == ws::OP_BINARY {
+            to.write_all(bytes).await?;
+            counted.increment(bytes.len() as u64);
+        }
+        Ok(())
     }
 }
 
@@ -418,17 +855,28 @@ impl Drop for SessionGauge {
     }
 }
 
-/// rumqttd leaves Nagle's algorithm on for its sockets, so when it writes two
-/// small packets back to back (a PUBACK, then a PUBLISH) the second waits
-/// until the first is acknowledged, and Linux delays that ACK by up to 40 ms.
-/// Asking for an immediate ACK after every read from rumqttd releases its
-/// next packet after one loopback round trip instead. (The flag is not
-/// sticky: the kernel may fall back to delayed ACKs, hence every read.)
-fn ack_at_once(upstream: &tokio::net::tcp::ReadHalf<'_>) {
+/// Acknowledges at once what was just read, on both sockets of a session.
+///
+/// Delayed ACKs (Linux holds an ACK up to 40 ms, hoping to piggyback it on
+/// a reply) meet Nagle's algorithm on the other side, which holds a small
+/// packet while an earlier one is unacknowledged:
+/// - client side: most MQTT clients (paho, most device SDKs) leave Nagle on.
+///   A client that answers a QoS 1 PUBLISH with its PUBACK and then
+///   publishes again sends the PUBLISH only once the PUBACK is ACKed, and a
+///   PUBACK gets no reply to ride on: a 40 ms stall per message, measured
+///   with paho (`lambdaless bench broker`). Mosquitto mostly escapes it by
+///   delivering before it acknowledges; rumqttd acknowledges first.
+/// - rumqttd side: rumqttd 0.20 never sets TCP_NODELAY on the sockets it
+///   accepts, so when it writes two small packets back to back (a PUBACK,
+///   then a PUBLISH) the second waits for our ACK of the first.
+///
+/// The flag is not sticky (the kernel falls back to delayed ACKs), hence
+/// after every read; setting it also sends an ACK that is already pending.
+fn ack_at_once(from: &tokio::net::tcp::ReadHalf<'_>) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    let _ = AsRef::<TcpStream>::as_ref(upstream).set_quickack(true);
+    let _ = AsRef::<TcpStream>::as_ref(from).set_quickack(true);
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = upstream;
+    let _ = from;
 }
 
 async fn pump<'a, W>(

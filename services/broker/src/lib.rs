@@ -8,8 +8,8 @@
 //! each client's CONNECT, checks the login against the configured users and
 //! the session limit, and answers a refusal with a real CONNACK code (5 for a
 //! bad login) — rumqttd itself would just close the socket. Accepted
-//! connections are relayed byte for byte to rumqttd, which checks the login
-//! again.
+//! connections are relayed to rumqttd's MQTT listener, which checks the
+//! login again, through the topic ACL of the user's role (`acl`).
 //!
 //! Operations:
 //! - `/healthz`, `/readyz`, `/metrics` on the admin port (9090). `/readyz` is
@@ -31,6 +31,7 @@
 //! an in-memory log that is never freed, so prefer a few wildcard
 //! subscriptions to one filter per request.
 
+mod acl;
 mod auth;
 mod embedded;
 mod front;
@@ -56,7 +57,8 @@ use crate::embedded::{Embedded, InternalAddrs};
 use crate::front::{Front, Gate, Transport};
 use crate::probe::Probe;
 
-pub use settings::Settings;
+pub use acl::Role;
+pub use settings::{Account, Settings};
 
 /// How long start-up waits for rumqttd to accept its first login.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -187,13 +189,16 @@ impl App {
         let gate = Arc::new(Gate {
             users,
             sessions: Arc::new(Semaphore::new(settings.max_connections)),
+            pending: Arc::new(front::Pending::new(settings.max_pending_connects)),
             max_packet: settings.max_payload_bytes,
             handshake_timeout: Duration::from_millis(settings.connection_timeout_ms),
         });
         let mut fronts = Vec::with_capacity(2);
         for (transport, listener, upstream) in [
             (Transport::Tcp, mqtt, internal.mqtt),
-            (Transport::WebSocket, ws, internal.ws),
+            // The front end terminates WebSocket itself (to apply the ACL to
+            // MQTT packets): both listeners relay to rumqttd's MQTT port.
+            (Transport::WebSocket, ws, internal.mqtt),
         ] {
             let front = Front {
                 transport,

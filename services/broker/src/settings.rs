@@ -1,9 +1,12 @@
 //! Settings of `broker` (defaults here; `config/broker.toml`; `LAMBDALESS_*`).
 //!
 //! Users come from the `users` table: `LAMBDALESS_USERS__LOCAL=local` defines
-//! the user `local` with password `local` (the Compose stack does exactly
-//! that). Environment keys are lower-cased by the loader, so user names given
-//! through the environment are lower case; use the TOML file for others.
+//! the user `local` with password `local` and the default role `device`;
+//! `LAMBDALESS_USERS__WORKER__PASSWORD=...` with
+//! `LAMBDALESS_USERS__WORKER__ROLE=service` defines a user with a role (see
+//! `acl` for what each role may do). Environment keys are lower-cased by
+//! the loader, so user names given through the environment are lower case;
+//! use the TOML file for others.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,10 +36,11 @@ pub struct Settings {
     pub mqtt_listen: SocketAddr,
     /// MQTT 3.1.1 over WebSocket (browsers; any path, subprotocol `mqtt`).
     pub ws_listen: SocketAddr,
-    /// User name → password. Every client must present one of these unless
-    /// `allow_anonymous` is set.
+    /// User name → password (role `device`), or → `{ password, role }`.
+    /// Every client must present one of these unless `allow_anonymous` is
+    /// set.
     #[serde(deserialize_with = "deserialize_users")]
-    pub users: BTreeMap<String, SecretString>,
+    pub users: BTreeMap<String, Account>,
     /// Accept clients that send no user name. Throwaway setups only; a
     /// client that does send a user name is still checked against `users`.
     pub allow_anonymous: bool,
@@ -53,6 +57,31 @@ pub struct Settings {
     /// Time a new socket has to complete the WebSocket handshake and send
     /// its CONNECT.
     pub connection_timeout_ms: u64,
+    /// Connections still before their CONNECT (both listeners together);
+    /// beyond this the oldest of them is closed, so half-open sockets cannot
+    /// crowd out a client that logs in promptly.
+    pub max_pending_connects: usize,
+}
+
+/// One broker user.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub password: SecretString,
+    pub role: crate::acl::Role,
+}
+
+impl Account {
+    /// A user with the default role, `device`.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self::with_role(password, crate::acl::Role::default())
+    }
+
+    pub fn with_role(password: impl Into<String>, role: crate::acl::Role) -> Self {
+        Self {
+            password: SecretString::from(password.into()),
+            role,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -68,6 +97,7 @@ impl Default for Settings {
             max_inflight: 100,
             max_connections: 1000,
             connection_timeout_ms: 5000,
+            max_pending_connects: 256,
         }
     }
 }
@@ -91,7 +121,7 @@ impl ServiceSettings for Settings {
                  (or set allow_anonymous = true, for throwaway setups only)",
             ));
         }
-        for (name, password) in &self.users {
+        for (name, account) in &self.users {
             let setting = format!("users.{name}");
             if name.is_empty() || name.len() > usize::from(u16::MAX) {
                 return Err(ConfigError::value(
@@ -105,7 +135,7 @@ impl ServiceSettings for Settings {
                     "user names contain no control characters",
                 ));
             }
-            let len = password.expose_secret().len();
+            let len = account.password.expose_secret().len();
             if len == 0 || len > usize::from(u16::MAX) {
                 return Err(ConfigError::value(
                     &setting,
@@ -124,6 +154,12 @@ impl ServiceSettings for Settings {
         }
         if !(1..=100_000).contains(&self.max_connections) {
             return Err(ConfigError::value("max_connections", "must be 1..=100000"));
+        }
+        if !(1..=100_000).contains(&self.max_pending_connects) {
+            return Err(ConfigError::value(
+                "max_pending_connects",
+                "must be 1..=100000",
+            ));
         }
         if !(100..=MAX_CONNECTION_TIMEOUT_MS).contains(&self.connection_timeout_ms) {
             return Err(ConfigError::value(
@@ -162,20 +198,46 @@ fn deserialize_log<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LogSett
     LogSettings::deserialize(deserializer).map(quiet_rumqttd)
 }
 
+/// A user is a password (role `device`) or a table `{ password, role }`.
 /// Passwords are strings, but the environment loader turns `1234` into a
 /// number: take integers and booleans as their text. Quote a password with
 /// leading zeros (`LAMBDALESS_USERS__BOB='"0123"'`).
-fn deserialize_users<'de, D>(deserializer: D) -> Result<BTreeMap<String, SecretString>, D::Error>
+fn deserialize_users<'de, D>(deserializer: D) -> Result<BTreeMap<String, Account>, D::Error>
 where
     D: Deserializer<'de>,
 {
     #[derive(Deserialize)]
     struct Password(#[serde(deserialize_with = "password_text")] String);
 
-    let raw = BTreeMap::<String, Password>::deserialize(deserializer)?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Full {
+        #[serde(deserialize_with = "password_text")]
+        password: String,
+        #[serde(default)]
+        role: crate::acl::Role,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(
+        untagged,
+        expecting = "a password, or a table with `password` and `role` (service, device or observer)"
+    )]
+    enum User {
+        Password(Password),
+        Full(Full),
+    }
+
+    let raw = BTreeMap::<String, User>::deserialize(deserializer)?;
     Ok(raw
         .into_iter()
-        .map(|(user, Password(p))| (user, SecretString::from(p)))
+        .map(|(user, u)| {
+            let account = match u {
+                User::Password(Password(p)) => Account::new(p),
+                User::Full(Full { password, role }) => Account::with_role(password, role),
+            };
+            (user, account)
+        })
         .collect())
 }
 
@@ -225,8 +287,7 @@ mod tests {
 
     fn with_user() -> Settings {
         let mut s = Settings::default();
-        s.users
-            .insert("local".to_owned(), SecretString::from("local"));
+        s.users.insert("local".to_owned(), Account::new("local"));
         s
     }
 
@@ -275,14 +336,17 @@ mod tests {
         let file = dir.join("broker.toml");
         std::fs::write(
             &file,
-            "mqtt_listen = \"127.0.0.1:1884\"\n[log]\nformat = \"json\"\n[users]\nalice = \"s3cret\"\nbob = 1234\n",
+            "mqtt_listen = \"127.0.0.1:1884\"\n[log]\nformat = \"json\"\n[users]\nalice = \"s3cret\"\nbob = 1234\n\
+             [users.worker]\npassword = \"w\"\nrole = \"service\"\n",
         )
         .unwrap();
         let s: Settings = lambdaless_runtime::config::load_with_file(Some(file)).unwrap();
         assert_eq!(s.mqtt_listen.port(), 1884);
         assert!(s.log.filter.ends_with("rumqttd=off"), "{}", s.log.filter);
-        assert_eq!(s.users["alice"].expose_secret(), "s3cret");
-        assert_eq!(s.users["bob"].expose_secret(), "1234");
+        assert_eq!(s.users["alice"].password.expose_secret(), "s3cret");
+        assert_eq!(s.users["alice"].role, crate::acl::Role::Device);
+        assert_eq!(s.users["bob"].password.expose_secret(), "1234");
+        assert_eq!(s.users["worker"].role, crate::acl::Role::Service);
         assert!(
             !format!("{s:?}").contains("s3cret"),
             "passwords never reach logs"
@@ -292,7 +356,7 @@ mod tests {
     #[test]
     fn empty_passwords_are_refused_by_name() {
         let mut s = with_user();
-        s.users.insert("eve".to_owned(), SecretString::from(""));
+        s.users.insert("eve".to_owned(), Account::new(""));
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("LAMBDALESS_USERS__EVE"), "{err}");
     }

@@ -19,6 +19,7 @@ pub(crate) const RECEIVED_BYTES: &str = "broker_received_bytes_total";
 pub(crate) const SENT_BYTES: &str = "broker_sent_bytes_total";
 pub(crate) const PUBLISHES_RECEIVED: &str = "broker_publishes_received_total";
 pub(crate) const PUBLISHES_FAILED: &str = "broker_publishes_failed_total";
+pub(crate) const ACL_DENIED: &str = "broker_acl_denied_total";
 
 /// The two public listeners, as the `listener` label.
 pub(crate) const LISTENERS: [&str; 2] = ["mqtt", "ws"];
@@ -58,7 +59,17 @@ pub(crate) fn register() {
         PUBLISHES_FAILED,
         "PUBLISH packets the router could not append (the publisher is disconnected), from rumqttd's meters."
     );
+    describe_counter!(
+        ACL_DENIED,
+        "PUBLISHes dropped and SUBSCRIBE filters refused (SUBACK 0x80) by the topic ACL, by listener, action and role."
+    );
     for listener in LISTENERS {
+        for action in ["publish", "subscribe"] {
+            for role in crate::acl::Role::ALL {
+                counter!(ACL_DENIED, "listener" => listener, "action" => action, "role" => role.label())
+                    .increment(0);
+            }
+        }
         gauge!(CONNECTIONS, "listener" => listener).increment(0.0);
         counter!(CONNECTIONS_TOTAL, "listener" => listener).increment(0);
         counter!(RECEIVED_BYTES, "listener" => listener).increment(0);

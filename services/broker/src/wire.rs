@@ -1,7 +1,8 @@
-//! The few bytes the front end reads and writes itself: the MQTT 3.1.1
-//! CONNECT (to decide), CONNACK (to refuse), and just enough WebSocket framing
-//! to find a CONNECT inside frames and to answer one. Everything after an
-//! accepted CONNECT is relayed untouched.
+//! The bytes the front end reads and writes itself: the MQTT 3.1.1 CONNECT
+//! (to decide), CONNACK (to refuse); after an accepted CONNECT, packet
+//! boundaries in both directions, the topics of PUBLISH and SUBSCRIBE (for
+//! the topic ACLs), the acknowledgements it sends for what it refuses; and
+//! the server side of WebSocket (RFC 6455): the upgrade and the framing.
 
 /// CONNACK return codes of MQTT 3.1.1 (§3.2.2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,12 +204,250 @@ fn put_binary(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Total length (fixed header included) of the packet at the start of
+/// `buf`; `Ok(None)` until its fixed header is complete.
+pub(crate) fn packet_len(buf: &[u8], max_len: usize) -> Result<Option<usize>, WireError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let Some((remaining, header_len)) = remaining_length(&buf[1..])? else {
+        return Ok(None);
+    };
+    if remaining > max_len {
+        return Err(WireError::TooLarge(remaining));
+    }
+    Ok(Some(1 + header_len + remaining))
+}
+
+/// The variable header and payload of a whole packet.
+fn body(packet: &[u8]) -> Result<&[u8], WireError> {
+    let (_, header_len) =
+        remaining_length(&packet[1..])?.ok_or(WireError::Malformed("incomplete fixed header"))?;
+    Ok(&packet[1 + header_len..])
+}
+
+pub(crate) const PUBLISH: u8 = 3;
+pub(crate) const PUBREL: u8 = 6;
+pub(crate) const SUBSCRIBE: u8 = 8;
+pub(crate) const SUBACK: u8 = 9;
+
+/// The packet type of a whole packet.
+pub(crate) fn packet_type(packet: &[u8]) -> u8 {
+    packet[0] >> 4
+}
+
+/// What the ACL needs of a PUBLISH.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PublishHead<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) qos: u8,
+    /// Present at QoS 1 and 2.
+    pub(crate) pkid: Option<u16>,
+}
+
+pub(crate) fn parse_publish(packet: &[u8]) -> Result<PublishHead<'_>, WireError> {
+    let qos = (packet[0] >> 1) & 0x03;
+    if qos == 3 {
+        return Err(WireError::Malformed("PUBLISH with QoS 3"));
+    }
+    let mut r = Reader(body(packet)?);
+    let topic =
+        std::str::from_utf8(r.binary()?).map_err(|_| WireError::Malformed("topic is not UTF-8"))?;
+    let pkid = if qos > 0 { Some(r.u16()?) } else { None };
+    Ok(PublishHead { topic, qos, pkid })
+}
+
+/// The packet id of a PUBREL (or any packet whose body starts with one).
+pub(crate) fn parse_pkid(packet: &[u8]) -> Result<u16, WireError> {
+    Reader(body(packet)?).u16()
+}
+
+/// A SUBSCRIBE: its packet id and each (filter, requested QoS).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Subscribe {
+    pub(crate) pkid: u16,
+    pub(crate) filters: Vec<(String, u8)>,
+}
+
+pub(crate) fn parse_subscribe(packet: &[u8]) -> Result<Subscribe, WireError> {
+    let mut r = Reader(body(packet)?);
+    let pkid = r.u16()?;
+    let mut filters = Vec::new();
+    while !r.0.is_empty() {
+        let filter = r.string()?;
+        let qos = r.u8()?;
+        filters.push((filter, qos));
+    }
+    if filters.is_empty() {
+        return Err(WireError::Malformed("SUBSCRIBE without a filter"));
+    }
+    Ok(Subscribe { pkid, filters })
+}
+
+/// A SUBSCRIBE with the given filters.
+pub(crate) fn encode_subscribe(pkid: u16, filters: &[(String, u8)]) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    for (filter, qos) in filters {
+        put_binary(&mut body, filter.as_bytes());
+        body.push(*qos);
+    }
+    let mut packet = vec![0x82];
+    encode_remaining_length(&mut packet, body.len());
+    packet.extend(body);
+    packet
+}
+
+/// A SUBACK's packet id and return codes.
+pub(crate) fn parse_suback(packet: &[u8]) -> Result<(u16, &[u8]), WireError> {
+    let b = body(packet)?;
+    if b.len() < 3 {
+        return Err(WireError::Malformed("SUBACK without return codes"));
+    }
+    Ok((u16::from_be_bytes([b[0], b[1]]), &b[2..]))
+}
+
+/// SUBACK return code: the subscription is refused.
+pub(crate) const SUBACK_FAILURE: u8 = 0x80;
+
+pub(crate) fn encode_suback(pkid: u16, codes: &[u8]) -> Vec<u8> {
+    let mut packet = vec![0x90];
+    encode_remaining_length(&mut packet, 2 + codes.len());
+    packet.extend_from_slice(&pkid.to_be_bytes());
+    packet.extend_from_slice(codes);
+    packet
+}
+
+/// PUBACK (`0x40`), PUBREC (`0x50`), PUBCOMP (`0x70`): a packet id only.
+pub(crate) fn encode_ack(first_byte: u8, pkid: u16) -> [u8; 4] {
+    let [hi, lo] = pkid.to_be_bytes();
+    [first_byte, 0x02, hi, lo]
+}
+
+pub(crate) const PUBACK_BYTE: u8 = 0x40;
+pub(crate) const PUBREC_BYTE: u8 = 0x50;
+pub(crate) const PUBCOMP_BYTE: u8 = 0x70;
+
 /// WebSocket (RFC 6455) pieces.
 pub(crate) mod ws {
     use super::WireError;
 
     pub(crate) const OP_BINARY: u8 = 0x2;
     pub(crate) const OP_CLOSE: u8 = 0x8;
+
+    pub(crate) const OP_PING: u8 = 0x9;
+    pub(crate) const OP_PONG: u8 = 0xA;
+
+    /// The value of a header in an HTTP head (first match, trimmed).
+    pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+        head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+    pub(crate) fn accept_key(key: &str) -> String {
+        use sha1::{Digest, Sha1};
+        let mut h = Sha1::new();
+        h.update(key.as_bytes());
+        h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+        base64(&h.finalize())
+    }
+
+    fn base64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    /// A control frame the client sent.
+    #[derive(Debug, PartialEq, Eq)]
+    pub(crate) enum Control {
+        Ping(Vec<u8>),
+        Close,
+    }
+
+    /// The client side of a WebSocket stream, decoded as it arrives: each
+    /// byte is parsed once (complete frames are consumed; only an
+    /// incomplete frame waits in the buffer).
+    #[derive(Debug, Default)]
+    pub(crate) struct Decoder {
+        buf: Vec<u8>,
+        /// Frames decoded so far (data and control).
+        pub(crate) frames: usize,
+    }
+
+    impl Decoder {
+        /// Bytes received but not yet decoded (an incomplete frame).
+        pub(crate) fn buffered(&self) -> usize {
+            self.buf.len()
+        }
+
+        pub(crate) fn feed(&mut self, bytes: &[u8]) {
+            self.buf.extend_from_slice(bytes);
+        }
+
+        /// Appends the payload of every complete data frame to `data` and
+        /// returns the control frames among them, in order; a close frame
+        /// ends the decoding. Frames over `max_frame` bytes are an error.
+        pub(crate) fn decode(
+            &mut self,
+            data: &mut Vec<u8>,
+            max_frame: usize,
+        ) -> Result<Vec<Control>, WireError> {
+            let mut controls = Vec::new();
+            let mut at = 0;
+            let result = loop {
+                let rest = &self.buf[at..];
+                let header = match frame_header(rest) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                };
+                if header.payload_len > max_frame {
+                    break Err(WireError::TooLarge(header.payload_len));
+                }
+                let total = header.header_len + header.payload_len;
+                if rest.len() < total {
+                    break Ok(());
+                }
+                let body = rest[header.header_len..total]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ header.mask.map_or(0, |m| m[i % 4]));
+                self.frames += 1;
+                at += total;
+                match rest[0] & 0x0f {
+                    0x0..=0x2 => data.extend(body),
+                    OP_PING => controls.push(Control::Ping(body.collect())),
+                    OP_CLOSE => {
+                        controls.push(Control::Close);
+                        break Ok(());
+                    }
+                    OP_PONG => {}
+                    _ => break Err(WireError::Malformed("unknown WebSocket opcode")),
+                }
+            };
+            self.buf.drain(..at);
+            result.map(|()| controls)
+        }
+    }
 
     /// End (exclusive) of an HTTP head: the index just after `\r\n\r\n`.
     pub(crate) fn head_end(buf: &[u8]) -> Option<usize> {
@@ -431,6 +670,74 @@ mod tests {
             ws::payload(&big, 1024),
             Err(WireError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn the_websocket_decoder_parses_each_frame_once_as_it_arrives() {
+        let packet = encode_connect("ws-client", Some(("u", "p")), 10);
+        let (a, b) = packet.split_at(5);
+        let mut stream = ws::frame(ws::OP_BINARY, a, Some([1, 2, 3, 4]));
+        stream.extend(ws::frame(ws::OP_PING, b"hi", Some([9, 9, 9, 9])));
+        stream.extend(ws::frame(0x0, b, Some([5, 6, 7, 8])));
+        stream.extend(ws::frame(ws::OP_CLOSE, &[], Some([1, 1, 1, 1])));
+        let mut d = ws::Decoder::default();
+        let mut data = Vec::new();
+        let mut controls = Vec::new();
+        // One byte at a time: every prefix is a valid state.
+        for byte in &stream {
+            d.feed(std::slice::from_ref(byte));
+            controls.extend(d.decode(&mut data, 1 << 20).unwrap());
+        }
+        assert_eq!(data, packet);
+        assert_eq!(
+            controls,
+            vec![ws::Control::Ping(b"hi".to_vec()), ws::Control::Close]
+        );
+        assert_eq!(d.frames, 4);
+        assert_eq!(d.buffered(), 0);
+        let mut big = ws::Decoder::default();
+        big.feed(&ws::frame(ws::OP_BINARY, &[0; 2000], None)[..4]);
+        assert!(matches!(
+            big.decode(&mut data, 1024),
+            Err(WireError::TooLarge(2000))
+        ));
+    }
+
+    #[test]
+    fn the_accept_key_is_the_rfc_example() {
+        assert_eq!(
+            ws::accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        let head = "GET / HTTP/1.1\r\nSec-WebSocket-Protocol: mqtt, x\r\n\r\n";
+        assert_eq!(ws::header(head, "SEC-websocket-protocol"), Some("mqtt, x"));
+    }
+
+    #[test]
+    fn packets_are_framed_and_acl_fields_read() {
+        let mut publish = vec![0x32];
+        let mut body = Vec::new();
+        put_binary(&mut body, b"response/get/tok");
+        body.extend_from_slice(&7u16.to_be_bytes());
+        body.extend_from_slice(b"{}");
+        encode_remaining_length(&mut publish, body.len());
+        publish.extend(&body);
+        assert_eq!(packet_len(&publish, 1024), Ok(Some(publish.len())));
+        assert_eq!(packet_len(&publish[..1], 1024), Ok(None));
+        assert_eq!(
+            parse_publish(&publish),
+            Ok(PublishHead {
+                topic: "response/get/tok",
+                qos: 1,
+                pkid: Some(7)
+            })
+        );
+        let filters = vec![("a/#".to_owned(), 1), ("b".to_owned(), 0)];
+        let sub = encode_subscribe(9, &filters);
+        assert_eq!(parse_subscribe(&sub), Ok(Subscribe { pkid: 9, filters }));
+        let suback = encode_suback(9, &[1, SUBACK_FAILURE]);
+        assert_eq!(parse_suback(&suback), Ok((9, &[1, 0x80][..])));
+        assert_eq!(parse_pkid(&encode_ack(0x62, 5)), Ok(5));
     }
 
     #[test]

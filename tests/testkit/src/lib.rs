@@ -27,9 +27,15 @@ pub mod fault_proxy;
 
 pub use emulator::{Depth, Received};
 
-/// The MQTT user every test stack defines.
+/// The MQTT users every test stack defines, one per broker role, as in
+/// Compose: `local` is a `device` (the default role), `service` is what our
+/// services connect as, `observer` reads answers and notifications.
 pub const MQTT_USER: &str = "local";
 pub const MQTT_PASSWORD: &str = "local";
+pub const MQTT_SERVICE_USER: &str = "service";
+pub const MQTT_SERVICE_PASSWORD: &str = "local-service";
+pub const MQTT_OBSERVER_USER: &str = "observer";
+pub const MQTT_OBSERVER_PASSWORD: &str = "local-observer";
 /// The API key every test stack defines.
 pub const API_KEY: &str = "local-dev-key";
 
@@ -268,11 +274,18 @@ impl Stack {
             .expect("the emulator runs until drop")
     }
 
-    /// Starts our broker with the test user and waits until it is ready.
+    /// Starts our broker with the test users and waits until it is ready.
     pub async fn start_broker(&mut self) -> &Running {
         let name = format!("ll-broker-{}", self.id);
         let image = our_image("broker")
             .with_env_var("LAMBDALESS_USERS__LOCAL", MQTT_PASSWORD)
+            .with_env_var("LAMBDALESS_USERS__SERVICE__PASSWORD", MQTT_SERVICE_PASSWORD)
+            .with_env_var("LAMBDALESS_USERS__SERVICE__ROLE", "service")
+            .with_env_var(
+                "LAMBDALESS_USERS__OBSERVER__PASSWORD",
+                MQTT_OBSERVER_PASSWORD,
+            )
+            .with_env_var("LAMBDALESS_USERS__OBSERVER__ROLE", "observer")
             .with_exposed_port(MQTT_PORT)
             .with_exposed_port(WS_PORT)
             .with_exposed_port(ADMIN_PORT);
@@ -304,10 +317,13 @@ impl Stack {
         if let Some(broker) = &self.broker {
             env.extend([
                 ("LAMBDALESS_MQTT__HOST".to_owned(), broker.name.clone()),
-                ("LAMBDALESS_MQTT__USERNAME".to_owned(), MQTT_USER.to_owned()),
+                (
+                    "LAMBDALESS_MQTT__USERNAME".to_owned(),
+                    MQTT_SERVICE_USER.to_owned(),
+                ),
                 (
                     "LAMBDALESS_MQTT__PASSWORD".to_owned(),
-                    MQTT_PASSWORD.to_owned(),
+                    MQTT_SERVICE_PASSWORD.to_owned(),
                 ),
             ]);
         }

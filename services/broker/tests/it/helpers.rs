@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use broker::{App, Settings};
+use broker::{Account, App, Role, Settings};
 use lambdaless_runtime::ServiceContext;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet};
-use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -35,7 +34,15 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestAp
         admin_port: 0,
         mqtt_listen: "127.0.0.1:0".parse().unwrap(),
         ws_listen: "127.0.0.1:0".parse().unwrap(),
-        users: BTreeMap::from([("local".to_owned(), SecretString::from("local"))]),
+        // `local` is a service user here: these tests exercise the broker,
+        // not the ACL (that has tests of its own, with a device user).
+        users: BTreeMap::from([
+            (
+                "local".to_owned(),
+                Account::with_role("local", Role::Service),
+            ),
+            ("dev".to_owned(), Account::new("dev")),
+        ]),
         ..Settings::default()
     };
     adjust(&mut settings);

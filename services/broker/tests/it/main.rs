@@ -275,3 +275,95 @@ async fn anonymous_mode_admits_clients_without_login() {
     let (_client, mut eventloop) = AsyncClient::new(app.options("anonymous", None), 8);
     connack(&mut eventloop).await.expect("no login needed");
 }
+
+/// Opens a socket and sends nothing: a half-open login.
+async fn half_open(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(addr).await.unwrap()
+}
+
+/// Whether the broker closed `stream` (read returns 0 or an error) within 5 s.
+async fn closed_by_broker(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_sockets_beyond_max_pending_connects_make_room_for_a_login() {
+    let app = spawn_app_with(|s| {
+        s.max_pending_connects = 8;
+        s.connection_timeout_ms = 60_000;
+    })
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..40 {
+        flood.push(half_open(app.mqtt).await);
+    }
+    // The oldest were closed to keep at most 8 waiting, long before the
+    // 60 s CONNECT deadline.
+    assert!(
+        closed_by_broker(&mut flood[0]).await,
+        "the oldest half-open socket is closed"
+    );
+    // A client that logs in right away is served, over TCP and WebSocket.
+    // (`client` waits for CONNACK 0.)
+    let (_client, _eventloop) = app.client("prompt").await;
+    assert_eq!(ws_connect(app.ws, ("local", "local")).await, 0);
+    let metrics = app.metrics().await;
+    assert!(
+        sample(
+            &metrics,
+            "broker_connects_refused_total",
+            "reason=\"pending_connects\""
+        )
+        .is_some_and(|n| n >= 30.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_frame_flood_before_connect_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|s| s.connection_timeout_ms = 60_000).await;
+    let mut stream = tokio::net::TcpStream::connect(app.ws).await.unwrap();
+    stream
+        .write_all(
+            b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = stream.read(&mut head).await.unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    // Empty masked binary frames, far more than a CONNECT needs.
+    let empty = [0x82u8, 0x80, 1, 2, 3, 4];
+    let flood: Vec<u8> = empty
+        .iter()
+        .copied()
+        .cycle()
+        .take(empty.len() * 1000)
+        .collect();
+    let _ = stream.write_all(&flood).await;
+    assert!(
+        closed_by_broker(&mut stream).await,
+        "the flood is cut off before the 60 s deadline"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        sample(
+            &metrics,
+            "broker_connects_refused_total",
+            "reason=\"ws_frames\""
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    assert_eq!(ws_connect(app.ws, ("local", "local")).await, 0);
+}

@@ -71,6 +71,7 @@ pub async fn run(aws: AwsClients, names: Names, o: Options) -> anyhow::Result<()
                 round_trips: n(2000),
                 messages: n(20_000),
                 also_port: None,
+                paho_python: None,
             })
             .await,
         );

@@ -6,7 +6,11 @@
 //! - request/response round trip: a requester publishes QoS 1 on
 //!   `bench/req`, a responder answers on `bench/resp`, sequentially;
 //! - throughput: one publisher sends QoS 1 messages as fast as its window
-//!   allows, one subscriber counts them; messages per second end to end.
+//!   allows, one subscriber counts them; messages per second end to end;
+//! - the same with paho-mqtt (Python), a client the project did not write,
+//!   at QoS 0 and QoS 1 (`paho/paho_bench.py`, run from the venv that
+//!   `scripts/install-deps.sh` makes): paho leaves Nagle's algorithm on, as
+//!   most device SDKs do, which our own rumqttc clients never show.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,28 @@ pub(crate) struct Options {
     /// Also measure an already running broker on this loopback port (user
     /// `local`/`local`), e.g. the Compose stack's or rumqttd's internal port.
     pub(crate) also_port: Option<u16>,
+    /// The Python with paho-mqtt (default: [`default_paho_python`]); the paho
+    /// rows are left out, with a note, when it is missing.
+    pub(crate) paho_python: Option<PathBuf>,
+}
+
+/// The paho measurement script, written to a temporary file at run time.
+const PAHO_SCRIPT: &str = include_str!("../paho/paho_bench.py");
+
+/// `$LAMBDALESS_PAHO_PYTHON`, else the venv `scripts/install-deps.sh`
+/// creates under the cache directory (`scripts/lib.sh`'s `LL_CACHE_DIR`).
+pub(crate) fn default_paho_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("LAMBDALESS_PAHO_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("LAMBDALESS_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("lambdaless")))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".cache/lambdaless")
+        });
+    cache.join("paho-venv/bin/python")
 }
 
 /// A broker process that is killed when dropped.
@@ -43,6 +69,15 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -66,7 +101,10 @@ fn ours(bin: &Path) -> anyhow::Result<Running> {
         .env("LAMBDALESS_MQTT_LISTEN", format!("127.0.0.1:{port}"))
         .env("LAMBDALESS_WS_LISTEN", format!("127.0.0.1:{ws}"))
         .env("LAMBDALESS_ADMIN_PORT", "0")
-        .env("LAMBDALESS_USERS__LOCAL", "local")
+        // A `service` user: the benchmark's topics are outside what a
+        // device may use.
+        .env("LAMBDALESS_USERS__LOCAL__PASSWORD", "local")
+        .env("LAMBDALESS_USERS__LOCAL__ROLE", "service")
         .env("LAMBDALESS_LOG__FILTER", "warn,rumqttd=off")
         .stdout(Stdio::null())
         .stdin(Stdio::null())
@@ -248,6 +286,55 @@ async fn measure(broker: &Target, opts: &Options) -> anyhow::Result<Figures> {
     })
 }
 
+/// What one paho run measured.
+struct PahoFigures {
+    round_trips: Vec<Duration>,
+    per_second: f64,
+}
+
+/// Runs the paho script against `port` at `qos`.
+fn paho(
+    python: &Path,
+    script: &Path,
+    port: u16,
+    qos: u8,
+    opts: &Options,
+) -> anyhow::Result<PahoFigures> {
+    let out = Command::new(python)
+        .arg(script)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--user",
+            "local",
+            "--password",
+            "local",
+        ])
+        .args(["--qos", &qos.to_string()])
+        .args(["--round-trips", &opts.round_trips.to_string()])
+        .args(["--messages", &opts.messages.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "paho script failed on port {port}, QoS {qos}: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("paho script output")?;
+    let round_trips = v["round_trips_ms"]
+        .as_array()
+        .context("no round_trips_ms")?
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .map(|ms| Duration::from_secs_f64(ms / 1e3))
+        .collect();
+    Ok(PahoFigures {
+        round_trips,
+        per_second: v["per_second"].as_f64().unwrap_or_default(),
+    })
+}
+
 /// Runs both brokers in turn and returns the comparison.
 pub(crate) async fn run(opts: Options) -> anyhow::Result<Section> {
     let bin = match &opts.broker_bin {
@@ -262,17 +349,37 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<Section> {
         "our broker binary is not at {} (build it, or pass --broker-bin)",
         bin.display()
     );
-    let theirs = {
+    let python = opts.paho_python.clone().unwrap_or_else(default_paho_python);
+    let script = std::env::temp_dir().join(format!("lambdaless-paho-{}.py", std::process::id()));
+    let script = if python.exists() {
+        std::fs::write(&script, PAHO_SCRIPT)?;
+        Some(TempFile(script))
+    } else {
+        None
+    };
+    // [QoS 0, QoS 1] with paho, when it is installed.
+    let with_paho = |port: u16| -> anyhow::Result<Option<[PahoFigures; 2]>> {
+        let Some(script) = &script else {
+            return Ok(None);
+        };
+        Ok(Some([
+            paho(&python, &script.0, port, 0, &opts)?,
+            paho(&python, &script.0, port, 1, &opts)?,
+        ]))
+    };
+    let (theirs, theirs_paho) = {
         let m = mosquitto(&opts.mosquitto_bin)?;
         let f = measure(&m.target(), &opts).await?;
+        let p = with_paho(m.port)?;
         drop(m);
-        f
+        (f, p)
     };
-    let mine = {
+    let (mine, mine_paho) = {
         let b = ours(&bin)?;
         let f = measure(&b.target(), &opts).await?;
+        let p = with_paho(b.port)?;
         drop(b);
-        f
+        (f, p)
     };
     let also = match opts.also_port {
         Some(port) => Some(
@@ -291,6 +398,51 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<Section> {
         p50: quantile(&f.round_trips, 0.5),
         p99: quantile(&f.round_trips, 0.99),
     };
+    let mut rows = vec![
+        Row::new(
+            format!(
+                "request → response round trip, QoS 1 ({} sequential)",
+                opts.round_trips
+            ),
+            p(&mine),
+            Some(p(&theirs)),
+            "p50 ≤ 1.0× (at least as fast)",
+        ),
+        Row::new(
+            format!("publisher → subscriber, QoS 1 ({} messages)", opts.messages),
+            Measure::Rate(mine.per_second),
+            Some(Measure::Rate(theirs.per_second)),
+            "≥ 1.0×",
+        ),
+    ];
+    let mut notes = Vec::new();
+    match (mine_paho, theirs_paho) {
+        (Some(mine), Some(theirs)) => {
+            for (qos, (m, t)) in mine.iter().zip(theirs.iter()).enumerate() {
+                let latency = |f: &PahoFigures| Measure::Latency {
+                    p50: quantile(&f.round_trips, 0.5),
+                    p99: quantile(&f.round_trips, 0.99),
+                };
+                rows.push(Row::new(
+                    format!("paho-mqtt, QoS {qos}: publish → own subscription round trip ({} sequential)", opts.round_trips),
+                    latency(m),
+                    Some(latency(t)),
+                    if qos == 1 { "p50 ≤ 1.5×" } else { "p50 ≤ 1.5× (no goal set)" },
+                ));
+                rows.push(Row::new(
+                    format!("paho-mqtt, QoS {qos}: publisher → subscriber ({} messages)", opts.messages),
+                    Measure::Rate(m.per_second),
+                    Some(Measure::Rate(t.per_second)),
+                    "≥ 1.0×",
+                ));
+            }
+        }
+        _ => notes.push(format!(
+            "paho-mqtt rows left out: no Python with paho-mqtt at {} (scripts/install-deps.sh makes it; \
+             or pass --paho-python).",
+            python.display()
+        )),
+    }
     Ok(Section {
         key: "broker",
         title: "Broker vs Mosquitto".to_owned(),
@@ -299,23 +451,7 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<Section> {
             opts.round_trips, opts.messages
         ),
         baseline: "Mosquitto (Debian package), same clients, same machine".to_owned(),
-        rows: vec![
-            Row::new(
-                format!(
-                    "request → response round trip, QoS 1 ({} sequential)",
-                    opts.round_trips
-                ),
-                p(&mine),
-                Some(p(&theirs)),
-                "p50 ≤ 1.0× (at least as fast)",
-            ),
-            Row::new(
-                format!("publisher → subscriber, QoS 1 ({} messages)", opts.messages),
-                Measure::Rate(mine.per_second),
-                Some(Measure::Rate(theirs.per_second)),
-                "≥ 1.0×",
-            ),
-        ],
+        rows,
         notes: also
             .map(|f| {
                 format!(
@@ -327,6 +463,7 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<Section> {
                 )
             })
             .into_iter()
+            .chain(notes)
             .chain([
             "Both brokers run as host processes on loopback, with one login, no persistence; \
              our broker includes its login-checking front end (one extra loopback hop per packet)."

@@ -54,6 +54,10 @@ pub enum Bench {
         /// Also measure a broker already listening on this loopback port.
         #[arg(long)]
         also_port: Option<u16>,
+        /// Python with paho-mqtt (default: $LAMBDALESS_PAHO_PYTHON, else the
+        /// venv scripts/install-deps.sh makes under the cache directory).
+        #[arg(long)]
+        paho_python: Option<std::path::PathBuf>,
     },
     /// A sustained mixed load (users, GraphQL, MQTT, device messages, fetches,
     /// a stream) with progress; fails on any error or lost message.
@@ -159,6 +163,7 @@ impl Bench {
                 round_trips,
                 messages,
                 also_port,
+                paho_python,
             } => {
                 broker::run(broker::Options {
                     broker_bin,
@@ -166,6 +171,7 @@ impl Bench {
                     round_trips,
                     messages,
                     also_port,
+                    paho_python,
                 })
                 .await?
             }
