@@ -8,6 +8,7 @@ mod foundation;
 mod graphql;
 mod hostile;
 mod http;
+mod http_auth;
 mod mqtt_api;
 mod mqtt_client;
 mod scale;
