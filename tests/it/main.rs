@@ -12,5 +12,6 @@ mod http_auth;
 mod mqtt_api;
 mod mqtt_client;
 mod scale;
+mod schemathesis;
 mod stream;
 mod users;

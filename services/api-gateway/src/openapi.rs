@@ -15,6 +15,7 @@ use crate::{fetch, users};
 #[serde(rename_all = "camelCase")]
 pub struct GraphqlRequest {
     /// The GraphQL document (SPEC §5 schema; read-only).
+    #[schema(min_length = 1)]
     pub query: String,
     pub variables: Option<serde_json::Map<String, serde_json::Value>>,
     pub operation_name: Option<String>,

@@ -159,6 +159,9 @@ impl App {
             self.names.name(names::ARTISTS),
         ));
         let s = &self.settings;
+        let max_segments = s
+            .max_segments_per_principal
+            .min(stream::MAX_SEGMENTS as usize) as i32;
         let state = AppState {
             dynamodb: self.aws.dynamodb.clone(),
             names: self.names.clone(),
@@ -188,7 +191,10 @@ impl App {
         let router = admin::router(readiness, self.ctx.metrics.clone())
             .merge(streams)
             .merge(dumps)
-            .route("/openapi.json", get(openapi::document))
+            .route(
+                "/openapi.json",
+                openapi::route(openapi::document_for(s.max_dump_count, max_segments)),
+            )
             .fallback(error::no_such_route)
             .method_not_allowed_fallback(error::method_not_allowed)
             .layer(axum::middleware::from_fn(admin::track_http));

@@ -91,6 +91,60 @@ pub struct ApiDoc;
 
 #[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", description = "This document.",
     responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+#[allow(dead_code)]
+fn document() {}
+
+/// The document with this installation's bounds on `count` and `segments`.
+pub fn document_for(max_dump_count: u64, max_segments: i32) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+    let mut bound = |path: &str, method: &str, param: &str, max: serde_json::Value| {
+        if let Some(params) = doc["paths"][path][method]["parameters"].as_array_mut() {
+            for p in params.iter_mut().filter(|p| p["name"] == param) {
+                p["schema"]["maximum"] = max.clone();
+            }
+        }
+    };
+    bound("/dump", "post", "count", max_dump_count.into());
+    bound("/stream/{table}", "get", "segments", max_segments.into());
+    doc
+}
+
+/// `GET /openapi.json`.
+pub fn route(doc: serde_json::Value) -> axum::routing::MethodRouter {
+    let doc = std::sync::Arc::new(doc);
+    axum::routing::get(move || {
+        let doc = doc.clone();
+        async move { Json(doc.as_ref().clone()) }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_with_its_bounds() {
+        let doc = document_for(50, 4);
+        for path in [
+            "/stream/{table}",
+            "/dump",
+            "/openapi.json",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} missing");
+        }
+        let stream = &doc["paths"]["/stream/{table}"]["get"];
+        assert!(
+            stream["responses"]["200"]["content"]["application/x-ndjson"].is_object(),
+            "{stream}"
+        );
+        let text = doc.to_string();
+        assert!(
+            text.contains("\"maximum\":50") && text.contains("\"maximum\":4"),
+            "{text}"
+        );
+        assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+    }
 }

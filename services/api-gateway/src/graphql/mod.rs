@@ -86,8 +86,18 @@ pub fn router(state: GraphqlState) -> Router {
 
 async fn execute(
     State(state): State<GraphqlState>,
-    ApiJson(request): ApiJson<async_graphql::Request>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Response {
+    // async-graphql defaults a missing `query` to ""; the document requires it.
+    let query = body.get("query").and_then(|q| q.as_str()).unwrap_or("");
+    if query.trim().is_empty() {
+        return crate::error::ApiError::Invalid("query: a non-empty string is required".to_owned())
+            .into_response();
+    }
+    let request: async_graphql::Request = match serde_json::from_value(body) {
+        Ok(r) => r,
+        Err(e) => return crate::error::ApiError::Invalid(e.to_string()).into_response(),
+    };
     let request = request.data(Loaders::new(&state.source));
     let response = state.schema.execute(request).await;
     if response.is_err() {
