@@ -96,6 +96,21 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || notes+=("the Docker daemon is not reachable: start it, and make sure $(id -un) may use it")
 fi
 
+# ---------------------------------------------------------------- schemathesis
+# The suite's OpenAPI test (tests/it/schemathesis.rs) runs schemathesis from PyPI, in its own
+# venv under the cache dir so the system Python stays untouched; pip uses the machine's
+# configured index. LAMBDALESS_SCHEMATHESIS (see lib.sh) names the binary the test runs.
+if [[ ! -x "$LL_SCHEMATHESIS" ]]; then
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    as_root apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends python3-venv >/dev/null
+  fi
+  step "install-deps: schemathesis into ${LL_SCHEMATHESIS_VENV}"
+  rm -rf "$LL_SCHEMATHESIS_VENV"
+  python3 -m venv "$LL_SCHEMATHESIS_VENV"
+  "$LL_SCHEMATHESIS_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==${LL_SCHEMATHESIS_VERSION}" \
+    || notes+=("schemathesis could not be installed: the OpenAPI test will fail")
+fi
+
 for n in "${notes[@]}"; do warn "$n"; done
 [[ ${#notes[@]} -eq 0 ]] || [[ "${notes[*]}" != *"Docker daemon"* ]] || exit 1
 ok "install-deps: ready"

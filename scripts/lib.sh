@@ -8,6 +8,10 @@ LL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LL_STATE_DIR="${LL_ROOT}/.lambdaless"
 # Cross-checkout cache (downloaded wheels).
 LL_CACHE_DIR="${LAMBDALESS_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/lambdaless}"
+# schemathesis (the suite's OpenAPI test): pinned version, its venv and binary.
+LL_SCHEMATHESIS_VERSION="4.32.5"
+LL_SCHEMATHESIS_VENV="${LL_CACHE_DIR}/venv-schemathesis-${LL_SCHEMATHESIS_VERSION}"
+LL_SCHEMATHESIS="${LAMBDALESS_SCHEMATHESIS:-${LL_SCHEMATHESIS_VENV}/bin/schemathesis}"
 # Compose project name: fixed so that up.sh/down.sh/tests agree whatever the checkout directory is called.
 LL_PROJECT="${COMPOSE_PROJECT_NAME:-lambdaless}"
 # LocalStack tag pinned by the spec (the last one that starts without an auth token).

@@ -17,6 +17,8 @@ t0=$(date +%s)
 
 step "dependencies"
 scripts/install-deps.sh
+# The OpenAPI test runs this schemathesis (installed by install-deps.sh).
+export LAMBDALESS_SCHEMATHESIS="$LL_SCHEMATHESIS"
 
 step "format"
 cargo fmt --all -- --check

@@ -349,3 +349,45 @@ async fn graphql_orders_totals_batching_and_cache() {
         "offline page"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_of_nested_lists_is_refused_before_any_read() {
+    let mut stack = Stack::start().await;
+    stack.provision().await;
+    seed(&stack).await;
+    stack.start_service("api-gateway").await;
+    let port = stack.service("api-gateway").host_port(8080).await;
+    let level = r#"customer(customerId: "4567") { orders { customer { orders { customer { orders { customer { name } } } } } } }"#;
+    let fan_out = format!(
+        "{{ {} }}",
+        (0..60)
+            .map(|i| format!("a{i}: {level}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let reads = |port| async move {
+        let (_, metrics) = lambdaless_testkit::http_get(port, "/metrics")
+            .await
+            .unwrap();
+        counter(&metrics, "dynamodb_calls_total", &[])
+    };
+    let before = reads(port).await;
+    let (status, body) = gql(port, &fan_out).await;
+    assert_eq!(status, 200);
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("too complex") && message.contains("limit"),
+        "{body}"
+    );
+    assert!(body["data"].is_null(), "{body}");
+    assert_eq!(reads(port).await, before, "the refused query read nothing");
+    // A modest nesting is fine, and answers.
+    let modest =
+        r#"{ customer(customerId: "4567") { orders { customer { orders { orderId } } } } }"#;
+    let (_, body) = gql(port, modest).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert!(
+        body["data"]["customer"]["orders"][0]["customer"]["orders"][0]["orderId"].is_string(),
+        "{body}"
+    );
+}

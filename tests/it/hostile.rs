@@ -82,8 +82,8 @@ fn assert_clear_refusal(what: &str, status: u16, body: &str) {
     );
     let v: Value = serde_json::from_str(body)
         .unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {body:.300}"));
-    // The gateway's shape is {"message"}; the streamer's {"error"}.
-    let text = v["message"].as_str().or(v["error"].as_str());
+    // One shape on both services: {"message"}.
+    let text = v["message"].as_str();
     assert!(
         text.is_some_and(|m| !m.is_empty()),
         "{what}: no message in {v}"

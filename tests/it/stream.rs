@@ -190,7 +190,7 @@ async fn bad_parameters_and_tables_are_refused_and_dump_writes_artists() {
         let r = get(&base, path).await;
         assert_eq!(r.status, status, "{path}");
         let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
-        assert!(body["error"].is_string(), "{path}: {body}");
+        assert!(body["message"].is_string(), "{path}: {body}");
     }
     let r = request(&base, "GET", "/stream/artists", &[]).await.unwrap();
     assert_eq!(r.status, 401, "no key");

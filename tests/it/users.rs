@@ -66,7 +66,10 @@ async fn users_api_creates_and_reads_users() {
         .contains("users:write"));
     let no_scope = format!(
         "Bearer {}",
-        jwt(json!({"sub":"bob","scope":"users:read"}), SECRET)
+        jwt(
+            json!({"sub":"bob","scope":"users:read","exp":4_000_000_000u64}),
+            SECRET
+        )
     );
     let r = request(
         port,
@@ -77,7 +80,13 @@ async fn users_api_creates_and_reads_users() {
     )
     .await;
     assert_eq!(r.status, 403, "{}", r.body);
-    let forged = format!("Bearer {}", jwt(json!({"scope":"users:write"}), "other"));
+    let forged = format!(
+        "Bearer {}",
+        jwt(
+            json!({"scope":"users:write","exp":4_000_000_000u64}),
+            "other"
+        )
+    );
     let r = request(
         port,
         "POST",
@@ -89,7 +98,10 @@ async fn users_api_creates_and_reads_users() {
     assert_eq!(r.status, 401, "{}", r.body);
     let scoped = format!(
         "Bearer {}",
-        jwt(json!({"sub":"bob","scopes":["users:write"]}), SECRET)
+        jwt(
+            json!({"sub":"bob","scopes":["users:write"],"exp":4_000_000_000u64}),
+            SECRET
+        )
     );
     let r = request(
         port,

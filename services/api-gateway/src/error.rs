@@ -1,94 +1,25 @@
-//! The one HTTP error type of api-gateway: every refusal becomes
-//! `{"message": "..."}` with its status here, 5xx bodies stay generic (the
-//! detail goes to the log), and JSON body rejections map onto it.
-
-use std::time::Duration;
+//! The gateway's request extractors over the one HTTP error type of
+//! [`lambdaless_runtime::error`]: JSON body rejections become
+//! `{"message": "..."}` refusals naming the field, SDK errors a generic 503.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, StatusCode};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    /// 400: the request is malformed; the message names the field.
-    #[error("{0}")]
-    Invalid(String),
-    /// 404 with a fixed, documented message.
-    #[error("{0}")]
-    NotFound(&'static str),
-    /// 405: the route exists, the method does not.
-    #[error("method not allowed on this route")]
-    MethodNotAllowed,
-    #[error("request body too large")]
-    TooLarge,
-    #[error("expected Content-Type: application/json")]
-    UnsupportedMediaType,
-    /// 429; the client should wait this long.
-    #[error("too many requests")]
-    Throttled(Duration),
-    /// 503: SQS or DynamoDB did not answer; the detail is logged only.
-    #[error("a dependency is unavailable, retry later")]
-    Unavailable(String),
-}
+pub use lambdaless_runtime::error::{method_not_allowed, no_such_route, ApiError, ErrorBody};
 
-impl ApiError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+/// Maps a JSON extractor's rejection onto the refusal a client should see.
+pub fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if let ApiError::Unavailable(detail) = &self {
-            tracing::warn!(%detail, "dependency unavailable");
-        }
-        let mut response = (
-            status,
-            Json(serde_json::json!({"message": self.to_string()})),
-        )
-            .into_response();
-        match &self {
-            ApiError::Throttled(wait) => {
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_str(&secs.to_string()).expect("digits"),
-                );
-            }
-            ApiError::Unavailable(_) => {
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        match rejection {
-            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
-            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::TooLarge
-            }
-            JsonRejection::JsonDataError(e) => ApiError::Invalid(clean_serde(&e.body_text())),
-            JsonRejection::JsonSyntaxError(e) => ApiError::Invalid(clean_serde(&e.body_text())),
-            other => ApiError::Invalid(other.body_text()),
-        }
+        JsonRejection::JsonDataError(e) => ApiError::Invalid(clean_serde(&e.body_text())),
+        JsonRejection::JsonSyntaxError(e) => ApiError::Invalid(clean_serde(&e.body_text())),
+        other => ApiError::Invalid(other.body_text()),
     }
 }
 
@@ -110,7 +41,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
+        let Json(value) = Json::<T>::from_request(req, state)
+            .await
+            .map_err(json_rejection)?;
         Ok(ApiJson(value))
     }
 }

@@ -1,28 +1,30 @@
 //! `GET /fetch/{fetchId}`: the fetch round trip of seed 1 over HTTP, through
-//! the caller's reply queue `user-queue-{userId}` (SPEC §6).
+//! the caller's own reply queue `user-queue-{userId}` (SPEC §6, §9).
 //!
-//! Whose reply queue: a JWT caller always fetches through its own `sub`; an
-//! API-key caller (a trusted service acting for users) names the user in the
-//! `x-user-id` header. Requires scope `fetch`. Answers: 200 with the document,
-//! 404 not found, 400 no/invalid user or no reply queue, 504 when the
-//! responder does not answer in time, 502 otherwise; errors as `{"message"}`.
+//! Whose reply queue: the caller's own user, a JWT's `sub` or the user bound
+//! to an API key (`key=fetch@alice`). A principal holding the `admin` scope
+//! may name another user in the `x-user-id` header; anyone else sending it
+//! gets 403. Requires scope `fetch`. Answers: 200 with the document, 404 not
+//! found, 400 no user or no reply queue, 504 when the responder does not
+//! answer in time, 502 otherwise; every error as `{"message"}`.
 
 use std::time::Duration;
 
 use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use lambdaless_client::fetch::{FetchClient, FetchError};
-use lambdaless_runtime::auth::Principal;
-use serde_json::json;
+use lambdaless_runtime::auth::{Principal, ADMIN};
+use serde_json::Value;
 
-/// Header naming the user an API-key caller fetches for.
+use crate::error::ApiError;
+
+/// Header naming the user an `admin` caller fetches for.
 pub const USER_HEADER: &str = "x-user-id";
 
 #[derive(Clone)]
-struct FetchState {
+pub struct FetchState {
     client: FetchClient,
     timeout: Duration,
 }
@@ -30,47 +32,93 @@ struct FetchState {
 /// The route, ready to be merged into the gateway's router.
 pub fn routes(client: FetchClient, timeout: Duration) -> Router {
     Router::new()
-        .route("/fetch/{fetchId}", get(handler))
+        .route("/fetch/{fetchId}", get(fetch_document))
         .with_state(FetchState { client, timeout })
 }
 
-async fn handler(
-    State(state): State<FetchState>,
-    Path(fetch_id): Path<String>,
-    principal: Option<Extension<Principal>>,
-    headers: HeaderMap,
-) -> Response {
-    let jwt_subject = principal
-        .as_ref()
-        .and_then(|Extension(p)| p.id.strip_prefix("jwt:"))
-        .filter(|sub| *sub != "anonymous");
-    let header_user = headers.get(USER_HEADER).and_then(|v| v.to_str().ok());
-    let Some(user) = jwt_subject.or(header_user) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("header {USER_HEADER} is required (or a JWT with a subject)"),
-        );
-    };
-    match state.client.fetch(&fetch_id, user, state.timeout).await {
-        Ok(data) => (StatusCode::OK, Json(data)).into_response(),
-        Err(e) => {
-            let status = match &e {
-                FetchError::NotFound(_) => StatusCode::NOT_FOUND,
-                FetchError::InvalidUser(_) | FetchError::NoReplyQueue(_) => StatusCode::BAD_REQUEST,
-                FetchError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-                FetchError::Remote(_) | FetchError::Sqs(_) => {
-                    tracing::warn!(fetch_id, error = %e, "fetch failed");
-                    return error(
-                        StatusCode::BAD_GATEWAY,
-                        "the fetch could not be completed".into(),
-                    );
-                }
-            };
-            error(status, e.to_string())
-        }
+/// Whose reply queue a caller fetches through.
+pub fn reply_user<'a>(
+    principal: &'a Principal,
+    header: Option<&'a str>,
+) -> Result<&'a str, ApiError> {
+    match header {
+        Some(user) if principal.has_scope(ADMIN) => Ok(user),
+        Some(_) => Err(ApiError::Forbidden(format!(
+            "header {USER_HEADER} needs scope {ADMIN}; without it the caller's own user is used"
+        ))),
+        None => principal.user().ok_or_else(|| {
+            ApiError::Invalid(
+                "this credential names no user: use a JWT with `sub`, or an API key bound to a \
+                 user (key=fetch@USER)"
+                    .to_owned(),
+            )
+        }),
     }
 }
 
-fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(json!({"message": message}))).into_response()
+#[utoipa::path(get, path = "/fetch/{fetchId}",
+    description = "Seed 1's round trip: sends a fetch request with the caller's reply queue \
+        (JWT `sub`, or the user bound to the API key) and returns the document. \
+        `x-user-id` names another user and needs scope `admin`.",
+    params(("fetchId" = String, Path, description = "`id` of the item in `documents`"),
+        ("x-user-id" = Option<String>, Header, description = "act for this user (scope admin only)")),
+    responses(
+        (status = 200, description = "The document", body = Object),
+        (status = 400, body = crate::error::ErrorBody, description = "no user, invalid user or no reply queue"),
+        (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody, description = "document not found"),
+        (status = 429, body = crate::error::ErrorBody), (status = 502, body = crate::error::ErrorBody),
+        (status = 504, body = crate::error::ErrorBody, description = "no reply in time")),
+    security(("api_key" = ["fetch"]), ("bearer" = ["fetch"])))]
+pub async fn fetch_document(
+    State(state): State<FetchState>,
+    Path(fetch_id): Path<String>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Map<String, Value>>, ApiError> {
+    let header = match headers.get(USER_HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::Invalid(format!("header {USER_HEADER} is not text")))?,
+        ),
+    };
+    let user = reply_user(&principal, header)?;
+    match state.client.fetch(&fetch_id, user, state.timeout).await {
+        Ok(data) => Ok(Json(data)),
+        Err(e) => Err(match &e {
+            FetchError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            FetchError::InvalidUser(_) | FetchError::NoReplyQueue(_) => {
+                ApiError::Invalid(e.to_string())
+            }
+            FetchError::Timeout { .. } => ApiError::Timeout(e.to_string()),
+            FetchError::Remote(_) | FetchError::Sqs(_) => {
+                ApiError::BadGateway(format!("fetch {fetch_id}: {e}"))
+            }
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_user_unless_admin_names_another() {
+        let scoped = |scopes: &[&str]| Some(scopes.iter().map(|s| s.to_string()).collect());
+        let alice = Principal::new("key:1", Some("alice".into()), scoped(&["fetch"]));
+        assert_eq!(reply_user(&alice, None).unwrap(), "alice");
+        assert!(matches!(
+            reply_user(&alice, Some("bob")),
+            Err(ApiError::Forbidden(_))
+        ));
+        let admin = Principal::new("key:2", None, scoped(&["fetch", "admin"]));
+        assert_eq!(reply_user(&admin, Some("bob")).unwrap(), "bob");
+        assert!(matches!(
+            reply_user(&admin, None),
+            Err(ApiError::Invalid(_))
+        ));
+        let all = Principal::new("key:3", Some("local".into()), None);
+        assert_eq!(reply_user(&all, Some("bob")).unwrap(), "bob");
+    }
 }

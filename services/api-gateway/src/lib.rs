@@ -3,7 +3,8 @@
 //!
 //! Layers, outermost first: request id (set, echoed, in every log line's
 //! span) → CORS → HTTP metrics → body limit → per route group: the
-//! authorizer with the group's scope, then the per-principal throttle.
+//! authorizer ([`lambdaless_runtime::auth::require`]: failed attempts per
+//! address, credential, the group's scope, the per-principal throttle).
 //! `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and the playground page
 //! need no credentials.
 
@@ -11,7 +12,6 @@ pub mod error;
 pub mod graphql;
 pub mod openapi;
 mod settings;
-pub mod throttle;
 pub mod users;
 
 pub mod fetch;
@@ -26,16 +26,13 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use axum::Router;
 use lambdaless_contracts::{names, Names};
-use lambdaless_runtime::auth::{self, Authorizer, Guard, KeysAndJwt};
+use lambdaless_runtime::auth::{self, Authorizer, Guard, KeysAndJwt, Limits};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::{admin, Readiness, ServiceContext};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-
-use crate::error::ApiError;
-use crate::throttle::Throttle;
 
 pub use settings::{GraphqlSettings, Settings, ThrottleSettings};
 
@@ -76,14 +73,12 @@ impl App {
     /// The whole HTTP surface.
     pub fn router(&self) -> Router {
         let s = &self.settings;
-        let throttle = Throttle::new(s.throttle.rate_per_sec, s.throttle.burst);
+        let limits = Limits::new(&s.auth, &s.throttle);
         let guarded = |router: Router, scope: &'static str| {
-            router
-                .route_layer(from_fn_with_state(throttle.clone(), throttle::limit))
-                .route_layer(from_fn_with_state(
-                    Guard::new(self.authorizer.clone(), scope),
-                    auth::require,
-                ))
+            router.route_layer(from_fn_with_state(
+                Guard::new(self.authorizer.clone(), limits.clone(), scope),
+                auth::require,
+            ))
         };
 
         let users_state = users::UsersState {
@@ -138,8 +133,8 @@ impl App {
             .route("/graphql", get(graphql::playground))
             .route("/openapi.json", get(openapi::document))
             .merge(admin::router(readiness, self.ctx.metrics.clone()))
-            .fallback(|| async { ApiError::NotFound("no such route") })
-            .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+            .fallback(error::no_such_route)
+            .method_not_allowed_fallback(error::method_not_allowed)
             .layer(DefaultBodyLimit::max(s.body_limit_bytes))
             .layer(from_fn(admin::track_http))
             .layer(cors(&s.cors_origins))

@@ -2,6 +2,7 @@
 
 use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
 use lambdaless_runtime::ServiceSettings;
+pub use lambdaless_runtime::ThrottleSettings;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -39,25 +40,6 @@ impl Default for Settings {
     }
 }
 
-/// Per-principal token bucket (API Gateway usage plans).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ThrottleSettings {
-    /// Sustained requests per second per principal; 0 disables throttling.
-    pub rate_per_sec: f64,
-    /// Requests a principal may make at once after being idle.
-    pub burst: u32,
-}
-
-impl Default for ThrottleSettings {
-    fn default() -> Self {
-        Self {
-            rate_per_sec: 5000.0,
-            burst: 10000,
-        }
-    }
-}
-
 /// The GraphQL orders API (seed 3).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -68,7 +50,8 @@ pub struct GraphqlSettings {
     pub cache_capacity: usize,
     /// Deepest selection nesting accepted.
     pub max_depth: usize,
-    /// Largest query complexity (one per field) accepted.
+    /// Largest query cost accepted: one per field, and each list field
+    /// multiplies the cost of its selection by [`crate::graphql::LIST_FACTOR`].
     pub max_complexity: usize,
 }
 
@@ -78,7 +61,7 @@ impl Default for GraphqlSettings {
             cache_ttl_secs: 60,
             cache_capacity: 100_000,
             max_depth: 8,
-            max_complexity: 500,
+            max_complexity: 2000,
         }
     }
 }
@@ -96,13 +79,8 @@ impl ServiceSettings for Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         lambdaless_runtime::config::names(&self.prefix)?;
-        lambdaless_runtime::auth::KeysAndJwt::from_settings(&self.auth)?;
-        if !self.throttle.rate_per_sec.is_finite() || self.throttle.rate_per_sec < 0.0 {
-            return Err(ConfigError::value("throttle.rate_per_sec", "must be ≥ 0"));
-        }
-        if self.throttle.burst == 0 {
-            return Err(ConfigError::value("throttle.burst", "must be ≥ 1"));
-        }
+        self.auth.validate()?;
+        self.throttle.validate()?;
         if self.body_limit_bytes < 256 {
             return Err(ConfigError::value("body_limit_bytes", "must be ≥ 256"));
         }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 
+pub use crate::error::ErrorBody;
 use crate::error::{unavailable, ApiError, RawJson};
 
 /// Shared by the users handlers.
@@ -68,12 +69,6 @@ pub struct User {
     pub email: String,
     /// RFC 3339.
     pub created_at: String,
-}
-
-/// The JSON error body of every refusal.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub message: String,
 }
 
 pub fn router(state: UsersState) -> (Router, Router) {
@@ -169,7 +164,7 @@ pub async fn status(
             message_id,
             user_id,
         })),
-        None => Err(ApiError::NotFound("message ID not found")),
+        None => Err(ApiError::not_found("message ID not found")),
     }
 }
 
@@ -184,7 +179,7 @@ pub async fn get_user(
 ) -> Result<Json<User>, ApiError> {
     let item = load(&state, &user_id)
         .await?
-        .ok_or(ApiError::NotFound("user not found"))?;
+        .ok_or_else(|| ApiError::not_found("user not found"))?;
     let s = |k: &str| {
         item.get(k)
             .and_then(|v| v.as_s().ok())

@@ -15,10 +15,11 @@ use lambdaless_contracts::names;
 use lambdaless_runtime::aws;
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
+use lambdaless_runtime::error::ApiError;
+
 use crate::AppState;
 
-/// Largest `count` of one request.
+/// Largest `max_dump_count` setting.
 pub const MAX_COUNT: u64 = 1_000_000;
 /// BatchWriteItem calls in flight at once.
 const PARALLEL: usize = 8;
@@ -29,15 +30,19 @@ pub async fn handler(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    let max = state.max_dump_count;
+    if let Some(unknown) = params.keys().find(|k| k.as_str() != "count") {
+        return Err(ApiError::Invalid(format!(
+            "unknown parameter {unknown:?} (known: count)"
+        )));
+    }
     let count = match params.get("count") {
-        None => 2000,
+        None => 2000.min(max),
         Some(v) => v
             .parse::<u64>()
             .ok()
-            .filter(|n| (1..=MAX_COUNT).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!("count must be 1..={MAX_COUNT}, got {v:?}"))
-            })?,
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::Invalid(format!("count must be 1..={max}, got {v:?}")))?,
     };
     let table = state.names.name(names::ARTISTS);
     let started = Instant::now();

@@ -1,12 +1,15 @@
 //! `streamer`: streams DynamoDB query and scan pages over HTTP as NDJSON as
 //! they arrive (seed 5), with bounded memory and backpressure.
 //!
-//! Routes: `GET /stream/{table}` ([`stream`]), `POST /dump` ([`dump`]), both
-//! behind the shared authorizer (scope `fetch`, the gateway's key/JWT rules);
-//! `/healthz`, `/readyz`, `/metrics` beside them.
+//! Routes: `GET /stream/{table}` ([`stream`]: the scope the table names,
+//! see [`access`]) and `POST /dump` ([`dump`]: scope `stream:write`), behind
+//! the shared authorizer (the gateway's key/JWT rules, failed-attempt and
+//! per-principal throttles); `/healthz`, `/readyz`, `/metrics` and
+//! `/openapi.json` beside them.
 
+pub mod access;
 pub mod dump;
-pub mod error;
+pub mod openapi;
 pub mod stream;
 
 use std::net::SocketAddr;
@@ -14,10 +17,11 @@ use std::net::SocketAddr;
 use axum::routing::{get, post};
 use axum::Router;
 use lambdaless_contracts::{names, Names};
-use lambdaless_runtime::auth;
+use lambdaless_runtime::auth::{self, Guard, Limits};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
-use lambdaless_runtime::{admin, Readiness, ServiceContext, ServiceSettings};
+use lambdaless_runtime::ThrottleSettings;
+use lambdaless_runtime::{admin, error, Readiness, ServiceContext, ServiceSettings};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -30,8 +34,17 @@ pub struct Settings {
     /// Prepended to every queue and table name.
     pub prefix: String,
     pub auth: AuthSettings,
-    /// Logical names of the tables that may be streamed.
+    /// Per-principal request rate (the gateway's `LAMBDALESS_THROTTLE__*`).
+    pub throttle: ThrottleSettings,
+    /// Tables that may be streamed: `name` (the table's own scope, see
+    /// [`access::default_scope`]) or `name=scope`.
     pub tables: Vec<String>,
+    /// Streams one principal may run at once.
+    pub max_streams_per_principal: usize,
+    /// Scan segments one principal may run at once, over all its streams.
+    pub max_segments_per_principal: usize,
+    /// Largest `count` of one `POST /dump`.
+    pub max_dump_count: u64,
 }
 
 impl Default for Settings {
@@ -41,6 +54,10 @@ impl Default for Settings {
             port: 8081,
             prefix: String::new(),
             auth: AuthSettings::default(),
+            throttle: ThrottleSettings::default(),
+            max_streams_per_principal: 4,
+            max_segments_per_principal: 16,
+            max_dump_count: 100_000,
             tables: [
                 names::ARTISTS,
                 names::DOCUMENTS,
@@ -68,14 +85,25 @@ impl ServiceSettings for Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(t) = self
-            .tables
-            .iter()
-            .find(|t| lambdaless_contracts::schema::table(t).is_none())
-        {
+        access::parse_tables(&self.tables)?;
+        self.auth.validate()?;
+        self.throttle.validate()?;
+        if self.max_streams_per_principal == 0 {
             return Err(ConfigError::value(
-                "tables",
-                format!("{t:?} is not a lambdaless table"),
+                "max_streams_per_principal",
+                "must be ≥ 1",
+            ));
+        }
+        if self.max_segments_per_principal == 0 {
+            return Err(ConfigError::value(
+                "max_segments_per_principal",
+                "must be ≥ 1",
+            ));
+        }
+        if !(1..=dump::MAX_COUNT).contains(&self.max_dump_count) {
+            return Err(ConfigError::value(
+                "max_dump_count",
+                format!("must be 1..={}", dump::MAX_COUNT),
             ));
         }
         lambdaless_runtime::config::names(&self.prefix).map(|_| ())
@@ -87,8 +115,12 @@ impl ServiceSettings for Settings {
 pub struct AppState {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub names: Names,
-    /// Allow-listed logical table names.
-    pub tables: std::sync::Arc<[String]>,
+    /// Allow-listed logical table names and the scope reading each.
+    pub tables: std::sync::Arc<[(String, &'static str)]>,
+    pub slots: access::Slots,
+    /// Largest `segments` of one stream.
+    pub max_segments: i32,
+    pub max_dump_count: u64,
 }
 
 pub struct App {
@@ -126,25 +158,45 @@ impl App {
             self.aws.dynamodb.clone(),
             self.names.name(names::ARTISTS),
         ));
+        let s = &self.settings;
+        let max_segments = s
+            .max_segments_per_principal
+            .min(stream::MAX_SEGMENTS as usize) as i32;
         let state = AppState {
             dynamodb: self.aws.dynamodb.clone(),
             names: self.names.clone(),
-            tables: self.settings.tables.clone().into(),
+            tables: access::parse_tables(&s.tables)?.into(),
+            slots: access::Slots::new(s.max_streams_per_principal, s.max_segments_per_principal),
+            max_segments: (s
+                .max_segments_per_principal
+                .min(stream::MAX_SEGMENTS as usize)) as i32,
+            max_dump_count: s.max_dump_count,
         };
         let authorizer: std::sync::Arc<dyn auth::Authorizer> =
-            std::sync::Arc::new(auth::KeysAndJwt::from_settings(&self.settings.auth)?);
-        let api = Router::new()
+            std::sync::Arc::new(auth::KeysAndJwt::from_settings(&s.auth)?);
+        let limits = Limits::new(&s.auth, &s.throttle);
+        let guard = |guard: Guard| axum::middleware::from_fn_with_state(guard, auth::require);
+        // Any authenticated caller reaches the stream handler, which checks the table's scope.
+        let streams = Router::new()
             .route("/stream/{table}", get(stream::handler))
+            .with_state(state.clone())
+            .route_layer(guard(Guard::authenticated(
+                authorizer.clone(),
+                limits.clone(),
+            )));
+        let dumps = Router::new()
             .route("/dump", post(dump::handler))
             .with_state(state)
-            .route_layer(axum::middleware::from_fn_with_state(
-                auth::Guard::new(authorizer, auth::FETCH),
-                auth::require,
-            ));
+            .route_layer(guard(Guard::new(authorizer, limits, auth::STREAM_WRITE)));
         let router = admin::router(readiness, self.ctx.metrics.clone())
-            .merge(api)
-            .fallback(|| async { error::ApiError::NotFound("no such route".to_owned()) })
-            .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
+            .merge(streams)
+            .merge(dumps)
+            .route(
+                "/openapi.json",
+                openapi::route(openapi::document_for(s.max_dump_count, max_segments)),
+            )
+            .fallback(error::no_such_route)
+            .method_not_allowed_fallback(error::method_not_allowed)
             .layer(axum::middleware::from_fn(admin::track_http));
         let addr = self.local_addr();
         tracing::info!(startup_ms = self.ctx.elapsed_ms(), %addr, "streamer listening");

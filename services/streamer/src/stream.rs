@@ -14,7 +14,7 @@ use std::convert::Infallible;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client as DynamoDb;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use lambdaless_contracts::schema::{self, KeyType};
@@ -23,10 +23,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
+use lambdaless_runtime::auth::Principal;
+use lambdaless_runtime::error::ApiError;
+
+use crate::access::Slot;
 use crate::AppState;
 
-/// Largest `segments` of a parallel scan.
+/// Largest `segments` of a parallel scan (the per-principal cap may be lower).
 pub const MAX_SEGMENTS: i32 = 16;
 
 /// What to read.
@@ -42,26 +45,30 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub logical: String,
+    /// The scope that may read this table.
+    pub scope: &'static str,
     pub mode: Mode,
     pub page_size: i32,
 }
 
-/// Validates the path and query; `allowed` holds the logical table names.
+/// Validates the path and query; `allowed` holds the logical table names
+/// with their scopes, `max_segments` bounds `segments`.
 pub fn plan(
     table: &str,
     params: &HashMap<String, String>,
-    allowed: &[String],
+    allowed: &[(String, &'static str)],
+    max_segments: i32,
 ) -> Result<Plan, ApiError> {
-    if !allowed.iter().any(|t| t == table) {
+    let Some((_, scope)) = allowed.iter().find(|(t, _)| t == table) else {
         return Err(ApiError::NotFound(format!(
             "table {table:?} is not available for streaming"
         )));
-    }
+    };
     if let Some(unknown) = params
         .keys()
         .find(|k| !matches!(k.as_str(), "mode" | "pk" | "page_size" | "segments"))
     {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ApiError::Invalid(format!(
             "unknown parameter {unknown:?} (known: mode, pk, page_size, segments)"
         )));
     }
@@ -71,27 +78,23 @@ pub fn plan(
             .parse::<i32>()
             .ok()
             .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!("page_size must be 1..=1000, got {v:?}"))
-            })?,
+            .ok_or_else(|| ApiError::Invalid(format!("page_size must be 1..=1000, got {v:?}")))?,
     };
     let segments = match params.get("segments") {
         None => None,
         Some(v) => Some(
             v.parse::<i32>()
                 .ok()
-                .filter(|n| (1..=MAX_SEGMENTS).contains(n))
+                .filter(|n| (1..=max_segments).contains(n))
                 .ok_or_else(|| {
-                    ApiError::BadRequest(format!("segments must be 1..={MAX_SEGMENTS}, got {v:?}"))
+                    ApiError::Invalid(format!("segments must be 1..={max_segments}, got {v:?}"))
                 })?,
         ),
     };
     let mode = match params.get("mode").map(String::as_str).unwrap_or("scan") {
         "scan" => {
             if params.contains_key("pk") {
-                return Err(ApiError::BadRequest(
-                    "pk is only used with mode=query".into(),
-                ));
+                return Err(ApiError::Invalid("pk is only used with mode=query".into()));
             }
             Mode::Scan {
                 segments: segments.unwrap_or(1),
@@ -99,22 +102,22 @@ pub fn plan(
         }
         "query" => {
             if segments.is_some() {
-                return Err(ApiError::BadRequest(
+                return Err(ApiError::Invalid(
                     "segments is only used with mode=scan".into(),
                 ));
             }
             let pk = params
                 .get("pk")
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| ApiError::BadRequest("mode=query needs pk=VALUE".into()))?;
+                .ok_or_else(|| ApiError::Invalid("mode=query needs pk=VALUE".into()))?;
             let spec = schema::table(table).ok_or_else(|| {
-                ApiError::BadRequest(format!("table {table:?} has no known key to query"))
+                ApiError::Invalid(format!("table {table:?} has no known key to query"))
             })?;
             let value = match spec.hash.kind {
                 KeyType::S => AttributeValue::S(pk.clone()),
                 KeyType::N => {
                     pk.parse::<f64>().map_err(|_| {
-                        ApiError::BadRequest(format!("pk of {table:?} must be a number"))
+                        ApiError::Invalid(format!("pk of {table:?} must be a number"))
                     })?;
                     AttributeValue::N(pk.clone())
                 }
@@ -125,13 +128,14 @@ pub fn plan(
             }
         }
         other => {
-            return Err(ApiError::BadRequest(format!(
+            return Err(ApiError::Invalid(format!(
                 "mode must be scan or query, got {other:?}"
             )))
         }
     };
     Ok(Plan {
         logical: table.to_owned(),
+        scope,
         mode,
         page_size,
     })
@@ -141,16 +145,25 @@ pub async fn handler(
     State(state): State<AppState>,
     Path(table): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    Extension(principal): Extension<Principal>,
 ) -> Result<Response, ApiError> {
-    let plan = plan(&table, &params, &state.tables)?;
+    let plan = plan(&table, &params, &state.tables, state.max_segments)?;
+    if !principal.has_scope(plan.scope) {
+        metrics::counter!("auth_refused_total", "reason" => "forbidden").increment(1);
+        return Err(ApiError::Forbidden(format!(
+            "missing scope {} (it reads table {table:?})",
+            plan.scope
+        )));
+    }
     let physical = state.names.name(&plan.logical);
     let segments = match plan.mode {
         Mode::Scan { segments } => segments,
         Mode::Query { .. } => 1,
     };
+    let slot = state.slots.acquire(&principal.id, segments as usize)?;
     // A few pages in flight in total: the readers wait for the client beyond that.
     let (tx, rx) = mpsc::channel::<Bytes>(segments.max(2) as usize);
-    tokio::spawn(supervise(state.dynamodb.clone(), physical, plan, tx));
+    tokio::spawn(supervise(state.dynamodb.clone(), physical, plan, tx, slot));
     let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|page| (Ok::<_, Infallible>(page), rx))
     }));
@@ -170,8 +183,16 @@ enum Stop {
     Failed(String),
 }
 
-/// Runs the readers of one stream and records how it ended.
-async fn supervise(dynamodb: DynamoDb, table: String, plan: Plan, tx: mpsc::Sender<Bytes>) {
+/// Runs the readers of one stream and records how it ended; the caller's
+/// `slot` is given back when it returns.
+async fn supervise(
+    dynamodb: DynamoDb,
+    table: String,
+    plan: Plan,
+    tx: mpsc::Sender<Bytes>,
+    slot: Slot,
+) {
+    let _slot = slot;
     metrics::gauge!("streamer_streams_active").increment(1.0);
     let stop = CancellationToken::new();
     let mut readers = JoinSet::new();
@@ -314,15 +335,18 @@ mod tests {
             .collect()
     }
 
-    fn allowed() -> Vec<String> {
-        vec!["artists".into(), "device-messages".into()]
+    fn allowed() -> Vec<(String, &'static str)> {
+        vec![
+            ("artists".into(), "stream:read"),
+            ("device-messages".into(), "devices:read"),
+        ]
     }
 
     #[test]
     fn plans_scans_and_queries() {
-        let plan = plan("artists", &p(&[]), &allowed()).unwrap();
+        let plan = plan("artists", &p(&[]), &allowed(), MAX_SEGMENTS).unwrap();
         assert_eq!(plan.mode, Mode::Scan { segments: 1 });
-        assert_eq!(plan.page_size, 200);
+        assert_eq!((plan.page_size, plan.scope), (200, "stream:read"));
         let plan = plan_ok(&[("mode", "query"), ("pk", "u1"), ("page_size", "1000")]);
         assert_eq!(
             plan.mode,
@@ -338,13 +362,13 @@ mod tests {
     }
 
     fn plan_ok(pairs: &[(&str, &str)]) -> Plan {
-        plan("device-messages", &p(pairs), &allowed()).unwrap()
+        plan("device-messages", &p(pairs), &allowed(), MAX_SEGMENTS).unwrap()
     }
 
     #[test]
     fn refuses_bad_parameters_and_tables() {
         assert!(matches!(
-            plan("users", &p(&[]), &allowed()),
+            plan("users", &p(&[]), &allowed(), MAX_SEGMENTS),
             Err(ApiError::NotFound(_))
         ));
         for bad in [
@@ -361,8 +385,8 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    plan("artists", &p(bad), &allowed()),
-                    Err(ApiError::BadRequest(_))
+                    plan("artists", &p(bad), &allowed(), MAX_SEGMENTS),
+                    Err(ApiError::Invalid(_))
                 ),
                 "{bad:?} accepted"
             );

@@ -382,7 +382,7 @@ impl Stack {
             image = image.with_env_var(k, v);
         }
         if matches!(service, "api-gateway" | "streamer") {
-            image = image.with_env_var("LAMBDALESS_AUTH__API_KEYS", format!("{API_KEY}=*"));
+            image = image.with_env_var("LAMBDALESS_AUTH__API_KEYS", format!("{API_KEY}=*@local"));
         }
         for (k, v) in extra {
             image = image.with_env_var(*k, *v);

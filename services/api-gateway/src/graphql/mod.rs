@@ -1,21 +1,28 @@
 //! Seed 3, the GraphQL orders read API (SPEC §5): `POST /graphql` executes
 //! a query against [`schema::Query`]; `GET /graphql` serves a self-contained
-//! playground page (no external assets, works offline). Depth and complexity
-//! limits refuse expensive queries before any read; resolver failures come
-//! back as GraphQL errors in a 200 response, never a crash.
+//! playground page (no external assets, works offline). Depth and cost
+//! limits refuse expensive queries before any read: a field costs one plus
+//! its selection, and a list field multiplies the cost of its selection by
+//! [`LIST_FACTOR`] (it may return that many entries or more), so aliases of
+//! nested lists add up to what they would really read. Resolver failures
+//! come back as GraphQL errors in a 200 response, never a crash.
 
 pub mod schema;
 pub mod store;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptyMutation, EmptySubscription};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextValidation};
+use async_graphql::{EmptyMutation, EmptySubscription, ServerError, ValidationResult};
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Json, Router};
 
 use crate::error::ApiJson;
 use schema::{Loaders, OrdersSchema, Query, Source};
+
+/// How many entries a list field is assumed to return when a query is costed.
+pub const LIST_FACTOR: usize = 10;
 
 #[derive(Clone)]
 pub struct GraphqlState {
@@ -27,13 +34,47 @@ impl GraphqlState {
     pub fn new(source: Source, max_depth: usize, max_complexity: usize) -> Self {
         let schema = async_graphql::Schema::build(Query, EmptyMutation, EmptySubscription)
             .limit_depth(max_depth)
-            .limit_complexity(max_complexity)
+            .extension(CostLimit(max_complexity))
             .finish();
         Self { schema, source }
     }
 
     pub fn store(&self) -> &Arc<store::Store> {
         &self.source.store
+    }
+}
+
+/// Refuses, after validation and before any resolver runs, a query whose
+/// cost exceeds the limit, with a message that says why.
+struct CostLimit(usize);
+
+impl ExtensionFactory for CostLimit {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(CostLimit(self.0))
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for CostLimit {
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        if result.complexity > self.0 {
+            metrics::counter!("graphql_refused_total", "reason" => "cost").increment(1);
+            return Err(vec![ServerError::new(
+                format!(
+                    "query is too complex: it costs {} and the limit is {} (one per field; \
+                     a list field multiplies the cost of its selection by {LIST_FACTOR}); \
+                     ask for fewer aliases or fewer nested lists",
+                    result.complexity, self.0
+                ),
+                None,
+            )]);
+        }
+        Ok(result)
     }
 }
 
@@ -45,8 +86,18 @@ pub fn router(state: GraphqlState) -> Router {
 
 async fn execute(
     State(state): State<GraphqlState>,
-    ApiJson(request): ApiJson<async_graphql::Request>,
+    ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Response {
+    // async-graphql defaults a missing `query` to ""; the document requires it.
+    let query = body.get("query").and_then(|q| q.as_str()).unwrap_or("");
+    if query.trim().is_empty() {
+        return crate::error::ApiError::Invalid("query: a non-empty string is required".to_owned())
+            .into_response();
+    }
+    let request: async_graphql::Request = match serde_json::from_value(body) {
+        Ok(r) => r,
+        Err(e) => return crate::error::ApiError::Invalid(e.to_string()).into_response(),
+    };
     let request = request.data(Loaders::new(&state.source));
     let response = state.schema.execute(request).await;
     if response.is_err() {

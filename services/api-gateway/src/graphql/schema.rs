@@ -256,6 +256,7 @@ impl Query {
         Ok(loaders(ctx).product(product_id.0).await?)
     }
 
+    #[graphql(complexity = "1 + super::LIST_FACTOR * child_complexity")]
     async fn order_items(&self, ctx: &Context<'_>, order_id: ID) -> Result<Vec<OrderItem>> {
         Ok(loaders(ctx)
             .items
@@ -264,6 +265,7 @@ impl Query {
             .unwrap_or_default())
     }
 
+    #[graphql(complexity = "1 + super::LIST_FACTOR * child_complexity")]
     async fn orders(&self, ctx: &Context<'_>, customer_id: ID) -> Result<Vec<Order>> {
         Ok(loaders(ctx)
             .customer_orders
@@ -283,6 +285,7 @@ impl Query {
 
 #[ComplexObject]
 impl Customer {
+    #[graphql(complexity = "1 + super::LIST_FACTOR * child_complexity")]
     async fn orders(&self, ctx: &Context<'_>) -> Result<Vec<Order>> {
         Ok(loaders(ctx)
             .customer_orders
@@ -307,6 +310,7 @@ impl Order {
             })
     }
 
+    #[graphql(complexity = "1 + super::LIST_FACTOR * child_complexity")]
     async fn items(&self, ctx: &Context<'_>) -> Result<Vec<OrderItem>> {
         Ok(loaders(ctx)
             .items

@@ -41,11 +41,18 @@ impl ReadinessCheck {
     }
 }
 
-/// The set of dependency probes behind `/readyz`.
+/// The set of dependency probes behind `/readyz`. `/readyz` answers from
+/// the last evaluation while it is younger than [`READINESS_TTL`], so a
+/// flood of probes on a public port costs at most one round of dependency
+/// calls per TTL (concurrent callers wait for the one evaluation in flight).
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Vec<ReadinessCheck>,
+    last: Arc<tokio::sync::Mutex<Option<(Instant, ReadinessReport)>>>,
 }
+
+/// How long one readiness evaluation is served.
+pub const READINESS_TTL: Duration = Duration::from_secs(1);
 
 /// Result of one readiness evaluation.
 #[derive(Debug, Clone)]
@@ -60,8 +67,22 @@ impl Readiness {
         self
     }
 
+    /// The last evaluation if younger than [`READINESS_TTL`], else a fresh one.
+    pub async fn cached(&self) -> ReadinessReport {
+        let mut last = self.last.lock().await;
+        if let Some((at, report)) = last.as_ref() {
+            if at.elapsed() < READINESS_TTL {
+                return report.clone();
+            }
+        }
+        let report = self.evaluate().await;
+        *last = Some((Instant::now(), report.clone()));
+        report
+    }
+
     /// Runs every probe concurrently, each bounded by a short timeout.
     pub async fn evaluate(&self) -> ReadinessReport {
+        metrics::counter!("readiness_evaluations_total").increment(1);
         let probes = self.checks.iter().map(|c| {
             let fut = (c.probe)();
             async move {
@@ -97,7 +118,7 @@ pub fn router(readiness: Readiness, metrics: PrometheusHandle) -> Router {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let report = state.readiness.evaluate().await;
+    let report = state.readiness.cached().await;
     let checks: serde_json::Map<String, serde_json::Value> = report
         .checks
         .iter()
@@ -147,15 +168,19 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets
-/// in-flight requests finish.
+/// in-flight requests finish. Handlers see the peer address as
+/// `ConnectInfo<SocketAddr>` (the authorizer counts failures per address).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }
 
 /// The admin (or service) HTTP server running in the background.

@@ -55,6 +55,7 @@ const SCRIPT_VARIABLES: &[&str] = &[
     "test_threads",
     "test_emulator_image",
     "throttle_rate",
+    "schemathesis",
 ];
 
 /// Loads `T` from defaults, the TOML file named by `LAMBDALESS_CONFIG` and the
@@ -251,11 +252,45 @@ pub fn names(prefix: &str) -> Result<lambdaless_contracts::Names, ConfigError> {
 }
 
 /// Credentials accepted by the HTTP services (`api-gateway`, `streamer`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
-    /// API keys and their scopes: `key=scope scope,key2=*` (`*` grants all).
+    /// API keys, their scopes and user: `key=scope scope@user,key2=*` (`*` grants all).
     pub api_keys: String,
     /// HS256 secret for JWT bearer tokens; JWTs are refused when unset.
     pub jwt_secret: Option<SecretString>,
+    /// When set, a JWT's `iss` must equal it.
+    pub jwt_issuer: Option<String>,
+    /// When set, a JWT's `aud` must contain it.
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub jwt_leeway_secs: u64,
+    /// Failed authentications a client address may make per minute before
+    /// its requests get 429 (0 disables).
+    pub failures_per_minute: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            api_keys: String::new(),
+            jwt_secret: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_secs: 30,
+            failures_per_minute: 30,
+        }
+    }
+}
+
+impl AuthSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.jwt_leeway_secs > 300 {
+            return Err(ConfigError::value(
+                "auth.jwt_leeway_secs",
+                "must be at most 300",
+            ));
+        }
+        crate::auth::KeysAndJwt::from_settings(self).map(|_| ())
+    }
 }

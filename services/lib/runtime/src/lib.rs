@@ -6,6 +6,8 @@
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics`, and the HTTP server loop.
 //! - [`aws`]: SQS and DynamoDB clients from the standard `AWS_*` variables.
 //! - [`mqtt`]: a self-healing MQTT connection whose event loop is always polled.
+//! - [`auth`], [`throttle`], [`error`]: the HTTP services' authorizer, rate limits and
+//!   their one JSON error type.
 //! - [`service`]: the `main` every service binary calls, including the
 //!   `healthcheck` subcommand used by container health checks.
 
@@ -14,13 +16,18 @@ pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod dynamo_json;
+pub mod error;
 pub mod healthcheck;
 pub mod mqtt;
+pub mod openapi;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod throttle;
 pub mod worker;
 
 pub use admin::{Readiness, ReadinessCheck};
 pub use config::{AuthSettings, ConfigError, LogSettings, MqttSettings};
+pub use error::ApiError;
 pub use service::{ServiceContext, ServiceSettings};
+pub use throttle::ThrottleSettings;
