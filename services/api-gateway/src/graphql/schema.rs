@@ -244,6 +244,22 @@ impl Loaders {
     }
 }
 
+/// The most items one list field returns. A longer list is refused with an error naming it
+/// (the cost model counts a list as [`super::LIST_FACTOR`] items; this bounds the answer even
+/// for the one customer with thousands of orders).
+pub const MAX_LIST_ITEMS: usize = 1000;
+
+fn capped<T>(list: Vec<T>, what: &str, id: &str) -> Result<Vec<T>> {
+    if list.len() > MAX_LIST_ITEMS {
+        return Err(format!(
+            "the {what} {id} are {} items; a list field returns at most {MAX_LIST_ITEMS}",
+            list.len()
+        )
+        .into());
+    }
+    Ok(list)
+}
+
 fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
     ctx.data_unchecked::<Loaders>()
 }
@@ -258,20 +274,21 @@ impl Query {
 
     #[graphql(complexity = "1 + super::LIST_FACTOR * child_complexity")]
     async fn order_items(&self, ctx: &Context<'_>, order_id: ID) -> Result<Vec<OrderItem>> {
-        Ok(loaders(ctx)
-            .items
-            .load_one(order_id.0)
-            .await?
-            .unwrap_or_default())
+        let items = loaders(ctx).items.load_one(order_id.0.clone()).await?;
+        capped(items.unwrap_or_default(), "items of order", &order_id.0)
     }
 
     #[graphql(complexity = "1 + super::LIST_FACTOR * child_complexity")]
     async fn orders(&self, ctx: &Context<'_>, customer_id: ID) -> Result<Vec<Order>> {
-        Ok(loaders(ctx)
+        let orders = loaders(ctx)
             .customer_orders
-            .load_one(customer_id.0)
-            .await?
-            .unwrap_or_default())
+            .load_one(customer_id.0.clone())
+            .await?;
+        capped(
+            orders.unwrap_or_default(),
+            "orders of customer",
+            &customer_id.0,
+        )
     }
 
     async fn order(&self, ctx: &Context<'_>, order_id: ID) -> Result<Option<Order>> {
@@ -287,11 +304,15 @@ impl Query {
 impl Customer {
     #[graphql(complexity = "1 + super::LIST_FACTOR * child_complexity")]
     async fn orders(&self, ctx: &Context<'_>) -> Result<Vec<Order>> {
-        Ok(loaders(ctx)
+        let orders = loaders(ctx)
             .customer_orders
             .load_one(self.customer_id.0.clone())
-            .await?
-            .unwrap_or_default())
+            .await?;
+        capped(
+            orders.unwrap_or_default(),
+            "orders of customer",
+            &self.customer_id.0,
+        )
     }
 }
 
@@ -312,11 +333,12 @@ impl Order {
 
     #[graphql(complexity = "1 + super::LIST_FACTOR * child_complexity")]
     async fn items(&self, ctx: &Context<'_>) -> Result<Vec<OrderItem>> {
-        Ok(loaders(ctx)
-            .items
-            .load_one(self.order_id.0.clone())
-            .await?
-            .unwrap_or_default())
+        let items = loaders(ctx).items.load_one(self.order_id.0.clone()).await?;
+        capped(
+            items.unwrap_or_default(),
+            "items of order",
+            &self.order_id.0,
+        )
     }
 
     /// Sum of quantity × price over the order's items.
@@ -356,5 +378,22 @@ impl OrderItem {
             .order(self.order_id.clone())
             .await?
             .ok_or_else(|| format!("order {} not found", self.order_id).into())
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn lists_longer_than_the_cap_are_refused_with_their_name() {
+        let ok = capped(vec![1; MAX_LIST_ITEMS], "orders of customer", "c1").unwrap();
+        assert_eq!(ok.len(), MAX_LIST_ITEMS);
+        let err = capped(vec![1; MAX_LIST_ITEMS + 1], "orders of customer", "c1").unwrap_err();
+        assert!(
+            err.message.contains("orders of customer c1 are 1001 items"),
+            "{}",
+            err.message
+        );
     }
 }
