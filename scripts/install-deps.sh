@@ -40,6 +40,8 @@ have readelf || pkgs+=(binutils)
 have python3 || pkgs+=(python3)
 if ! python3 -m pip --version >/dev/null 2>&1; then pkgs+=(python3-pip); fi
 have sha256sum || pkgs+=(coreutils)
+# The suite makes a throw-away CA and server certificate for its HTTPS-endpoint test.
+have openssl || pkgs+=(openssl)
 have mosquitto || [[ -x /usr/sbin/mosquitto ]] || pkgs+=(mosquitto)
 have mosquitto_pub || pkgs+=(mosquitto-clients)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)

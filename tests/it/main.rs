@@ -16,4 +16,5 @@ mod poison;
 mod scale;
 mod schemathesis;
 mod stream;
+mod tls;
 mod users;

@@ -540,6 +540,38 @@ pub async fn aws_clients(endpoint: &str) -> AwsClients {
     aws::clients(&config)
 }
 
+/// Like [`aws_clients`], for an HTTPS endpoint whose certificate chains to
+/// `ca_pem` alone (not the system trust store): the SDK client the services
+/// use (rustls on ring), with its trust store replaced.
+pub async fn aws_clients_trusting(endpoint: &str, ca_pem: &[u8]) -> AwsClients {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
+    let trust = TrustStore::empty()
+        .with_native_roots(false)
+        .with_pem_certificate(ca_pem.to_vec());
+    let context = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .expect("a TLS context from the test CA");
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .tls_context(context)
+        .build_https();
+    let config = aws::loader()
+        .http_client(http)
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "lambdaless-tests",
+        ))
+        .load()
+        .await;
+    aws::clients(&config)
+}
+
 /// Minimal HTTP GET against 127.0.0.1:port; returns (status, body).
 pub async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
