@@ -71,12 +71,7 @@ pub(crate) async fn request(
 
 /// An HS256 JWT with these claims.
 pub(crate) fn jwt(claims: serde_json::Value, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("token encodes")
+    lambdaless_runtime::auth::jwt::sign(&claims, secret.as_bytes())
 }
 
 /// Sum of a Prometheus counter's samples whose line contains all `labels`.

@@ -1,7 +1,6 @@
 //! Unit tests of the authorizer: keys, users, JWT claims, failure throttling.
 
 use super::*;
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
 fn settings(keys: &str, secret: Option<&str>) -> AuthSettings {
@@ -22,17 +21,12 @@ fn headers(k: &str, v: &str) -> HeaderMap {
 }
 
 fn bearer(claims: serde_json::Value, secret: &str) -> HeaderMap {
-    let token = jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap();
+    let token = jwt::sign(&claims, secret.as_bytes());
     headers("authorization", &format!("Bearer {token}"))
 }
 
 fn now() -> u64 {
-    jsonwebtoken::get_current_timestamp()
+    jwt::now()
 }
 
 fn guard(s: &AuthSettings, scope: &'static str) -> Guard {
