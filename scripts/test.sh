@@ -29,9 +29,9 @@ cargo fmt --all -- --check
 have clippy-driver || [[ -x "$(rustc --print sysroot)/bin/clippy-driver" ]] || die "clippy is missing: rustup component add clippy"
 use_lint_wrapper
 if [[ -x "${CARGO_TARGET_DIR:-target}/release/lambdaless" ]]; then
-  step "build + lint (tests and benches on top of up.sh's build: about 3 min)"
+  step "build + lint (tests and benches on top of up.sh's build: about 2 min)"
 else
-  step "build + lint (one release build serves binaries, images and tests; cold: about 13 min on 2 cores)"
+  step "build + lint (one release build serves binaries, images and tests; cold: about 9 min on 2 cores)"
 fi
 cargo build --release --locked --workspace --all-targets
 

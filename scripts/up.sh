@@ -37,6 +37,7 @@ done
 case "$emulator" in ""|moto|localstack) ;; *) die "LAMBDALESS_EMULATOR must be moto or localstack, not '$emulator'" ;; esac
 
 # ---------------------------------------------------------------- 1. dependencies
+step "dependencies (cold: about 30 s of apt-get and pip; then under a second)"
 "$LL_ROOT/scripts/install-deps.sh"
 detect_compose
 log "compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || "${COMPOSE[@]}" version 2>/dev/null | head -n1))"
@@ -46,7 +47,7 @@ if [[ "$skip_cargo" != 1 ]]; then
   if [[ -x "${CARGO_TARGET_DIR:-$LL_ROOT/target}/release/api-gateway" ]]; then
     step "cargo build --release --workspace --bins (seconds when nothing changed)"
   else
-    step "cargo build --release --workspace --bins (cold: about 12 min on 2 cores; cargo's progress follows)"
+    step "cargo build --release --workspace --bins (cold: about 7 min on 2 cores; cargo's progress follows)"
   fi
   t0="$(now_ms)"
   use_lint_wrapper
@@ -95,6 +96,7 @@ log "emulator: $emulator"
 # ---------------------------------------------------------------- 4. images
 image_names=(services)
 [[ "$emulator" != moto ]] || image_names+=(moto)
+step "images (cold: about 40 s for the base, seven services and moto; then seconds)"
 "$LL_ROOT/scripts/images.sh" --only "${image_names[@]}"
 
 # ---------------------------------------------------------------- 5. compose up + wait
@@ -105,7 +107,7 @@ if [[ -n "$previous" && "$previous" != "$emulator" ]]; then
 fi
 save_emulator "$emulator"
 
-step "starting the stack (project $LL_PROJECT, emulator $emulator)"
+step "starting the stack (project $LL_PROJECT, emulator $emulator; about 15 s to healthy)"
 up_log="$(mktemp "${TMPDIR:-/tmp}/lambdaless-up.XXXXXX")"
 trap 'rm -f "$up_log"' EXIT
 # `up` itself waits for the depends_on conditions (emulator healthy, provision done): run it
