@@ -25,7 +25,9 @@
 //!   messages not yet delivered are lost on restart (clients republish what
 //!   they have not seen acknowledged, rumqttc does).
 //!
-//! Limits worth knowing (rumqttd 0.20): MQTT 5 is not offered; the outgoing
+//! MQTT 5 clients are relayed to a third, MQTT 5, listener of rumqttd.
+//!
+//! Limits worth knowing (rumqttd 0.20): the outgoing
 //! QoS 1/2 window is fixed at 100 per client; every distinct subscription
 //! filter, and every topic published with no matching subscription, keeps
 //! an in-memory log that is never freed, so prefer a few wildcard
@@ -37,6 +39,7 @@ mod embedded;
 mod front;
 mod probe;
 mod settings;
+mod shed;
 mod telemetry;
 mod wire;
 
@@ -192,6 +195,7 @@ impl App {
             pending: Arc::new(front::Pending::new(settings.max_pending_connects)),
             max_packet: settings.max_payload_bytes,
             handshake_timeout: Duration::from_millis(settings.connection_timeout_ms),
+            device_publish_rate: (settings.device_publish_rate, settings.device_publish_burst),
         });
         let mut fronts = Vec::with_capacity(2);
         for (transport, listener, upstream) in [
@@ -204,6 +208,7 @@ impl App {
                 transport,
                 listener,
                 upstream,
+                upstream_v5: internal.v5,
                 gate: gate.clone(),
             };
             fronts.push(tokio::spawn(front.serve(stop.clone())));

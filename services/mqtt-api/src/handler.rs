@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use lambdaless_contracts::api::{Answer, ErrorAnswer, RequestPayload};
+use lambdaless_contracts::api::{self, Answer, ErrorAnswer, RequestPayload};
 use lambdaless_contracts::topics::{self, RequestTopic};
 use lambdaless_runtime::mqtt::MqttConnection;
 use rumqttc::{Publish, QoS};
@@ -18,6 +18,9 @@ pub(crate) struct Handler {
     pub(crate) ops: Operations,
     pub(crate) mqtt: MqttConnection,
     pub(crate) max_request_bytes: usize,
+    /// Largest MQTT packet the broker connection sends; a larger answer is
+    /// replaced by [`api::MESSAGE_TOO_LARGE`].
+    pub(crate) max_packet_bytes: usize,
 }
 
 /// A request that cannot be answered on a token topic, and why.
@@ -61,17 +64,25 @@ impl Handler {
             match classify(&topic, &publish.payload, self.max_request_bytes) {
                 Ok((parsed, request, token)) => {
                     let (answer, outcome) = self.ops.answer(&parsed, &request).await;
-                    let answer = answer.with_token(&token);
+                    let response_topic = topics::response(parsed.op(), &token);
+                    let mut answer = answer.with_token(&token);
+                    let mut outcome = outcome.label();
+                    let size = answer_size(&response_topic, &answer);
+                    if size > self.max_packet_bytes {
+                        tracing::warn!(
+                            op = parsed.op(),
+                            size,
+                            max = self.max_packet_bytes,
+                            "answer too large for one MQTT packet; sending an error instead"
+                        );
+                        answer = too_large(&parsed).with_token(&token);
+                        outcome = "too_large";
+                    }
                     let op = match parsed {
                         RequestTopic::Unknown { .. } => "unknown".to_owned(),
                         ref known => known.op().to_owned(),
                     };
-                    (
-                        topics::response(parsed.op(), &token),
-                        answer,
-                        op,
-                        outcome.label(),
-                    )
+                    (response_topic, answer, op, outcome)
                 }
                 Err(Invalid(reason)) => {
                     tracing::info!(topic = %truncate(&topic, 200), %reason, "invalid request");
@@ -121,6 +132,46 @@ pub(crate) async fn acknowledge_in_order(
     }
 }
 
+/// Bytes of the QoS 1 PUBLISH carrying `answer` on `topic`, fixed header
+/// included (what rumqttc compares with its outgoing packet limit; over it,
+/// rumqttc would fail the whole connection rather than the one publish).
+fn answer_size(topic: &str, answer: &Value) -> usize {
+    let payload = serde_json::to_vec(answer).map_or(0, |b| b.len());
+    // Topic length prefix, topic, packet id, payload.
+    let remaining = 2 + topic.len() + 2 + payload;
+    let length_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + length_bytes + remaining
+}
+
+/// The error answer sent instead of one that does not fit a packet, naming
+/// what the request named.
+fn too_large(topic: &RequestTopic<'_>) -> Answer {
+    let mut error = ErrorAnswer {
+        error: api::MESSAGE_TOO_LARGE.to_owned(),
+        ..ErrorAnswer::default()
+    };
+    match *topic {
+        RequestTopic::Query { uuid } | RequestTopic::Send { uuid, .. } => {
+            error.uuid = Some(uuid.to_owned());
+        }
+        RequestTopic::Get { uuid, message_id } | RequestTopic::Delete { uuid, message_id } => {
+            error.uuid = Some(uuid.to_owned());
+            error.message_id = Some(message_id.to_owned());
+        }
+        RequestTopic::Next { uuid, message_id } => {
+            error.uuid = Some(uuid.to_owned());
+            error.specified_message_id = Some(message_id.to_owned());
+        }
+        RequestTopic::Unknown { .. } => {}
+    }
+    Answer::Error(error)
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -143,6 +194,29 @@ mod tests {
         assert_eq!(token, "abc");
         let (t, _, _) = classify("request/nope/t", br#"{"token":"abc"}"#, 1024).unwrap();
         assert_eq!(t.op(), "nope");
+    }
+
+    #[test]
+    fn an_answer_over_the_packet_limit_becomes_a_small_error() {
+        let answer = Answer::Get {
+            body: Value::String("x".repeat(300 * 1024)),
+            message_id: "m1".to_owned(),
+            uuid: "t".to_owned(),
+        }
+        .with_token("tok");
+        assert!(answer_size("response/get/tok", &answer) > 256 * 1024);
+        let small = serde_json::json!({"a": 1});
+        // 0x32, length, topic (2 + 1), packet id (2), payload (7).
+        assert_eq!(answer_size("t", &small), 2 + 3 + 2 + 7);
+        let error = too_large(&RequestTopic::Get {
+            uuid: "t",
+            message_id: "m1",
+        })
+        .with_token("tok");
+        assert_eq!(
+            error,
+            serde_json::json!({"error": "Message too large to send", "messageId": "m1", "token": "tok", "uuid": "t"})
+        );
     }
 
     #[test]

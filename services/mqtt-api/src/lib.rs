@@ -157,6 +157,7 @@ impl App {
             ops: Operations::new(aws, &names),
             mqtt: mqtt.connection.clone(),
             max_request_bytes: settings.max_request_bytes,
+            max_packet_bytes: settings.mqtt.max_packet_bytes,
         };
         let permits = Arc::new(Semaphore::new(settings.max_in_flight));
         let tracker = TaskTracker::new();
