@@ -204,3 +204,45 @@ async fn response_topic_and_correlation_data_reach_an_mqtt5_subscriber_within_th
         "{seen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_token_is_answered_on_its_response_topic_with_its_correlation_data() {
+    let mut stack = Stack::start().await;
+    stack.provision().await;
+    stack.start_broker().await;
+    stack.start_service("mqtt-api").await;
+    let tcp = stack.broker().host_port(MQTT_PORT).await;
+    let ws = stack.broker().host_port(WS_PORT).await;
+
+    for (port, websocket, level) in [(tcp, false, "tcp"), (ws, true, "ws")] {
+        let mine = format!("response/query/mine-{level}");
+        let out = paho_v5(
+            port,
+            DEVICE,
+            websocket,
+            &[&mine],
+            &[(
+                "request/query/v5Thing",
+                "{}",
+                Some(mine.as_str()),
+                Some("corr-9"),
+            )],
+            3.0,
+        )
+        .await;
+        assert_eq!(out["pubacks"], json!([0]), "{level}: {out}");
+        let received = out["received"].as_array().unwrap();
+        assert_eq!(received.len(), 1, "{level}: one answer: {out}");
+        assert_eq!(received[0][0], mine.as_str(), "{out}");
+        assert_eq!(
+            received[0][3], "corr-9",
+            "correlation data comes back: {out}"
+        );
+        let answer: Value = serde_json::from_str(received[0][1].as_str().unwrap()).unwrap();
+        assert_eq!(
+            answer,
+            json!({"error": "No messages available", "uuid": "v5Thing"}),
+            "{level}"
+        );
+    }
+}

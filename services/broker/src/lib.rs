@@ -3,7 +3,7 @@
 //! rumqttd 0.20 does the MQTT work (sessions, routing, QoS, retained
 //! messages, `$share/{group}/{filter}` shared subscriptions, round robin). It
 //! runs embedded, on loopback ports only (`embedded`). The public listeners
-//! belong to a thin front end (`front`): MQTT 3.1.1 over TCP (1883) and
+//! belong to a thin front end (`front`): MQTT 3.1.1 and 5 over TCP (1883) and
 //! over WebSocket (8083, any path, subprotocol `mqtt`). The front end reads
 //! each client's CONNECT, checks the login against the configured users and
 //! the session limit, and answers a refusal with a real CONNACK code (5 for a

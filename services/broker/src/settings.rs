@@ -32,9 +32,9 @@ pub struct Settings {
     pub log: LogSettings,
     /// Serves `/healthz`, `/readyz`, `/metrics` (0 picks a free port).
     pub admin_port: u16,
-    /// MQTT 3.1.1 over TCP.
+    /// MQTT 3.1.1 and 5 over TCP.
     pub mqtt_listen: SocketAddr,
-    /// MQTT 3.1.1 over WebSocket (browsers; any path, subprotocol `mqtt`).
+    /// MQTT 3.1.1 and 5 over WebSocket (browsers; any path, subprotocol `mqtt`).
     pub ws_listen: SocketAddr,
     /// User name → password (role `device`), or → `{ password, role }`.
     /// Every client must present one of these unless `allow_anonymous` is
