@@ -16,8 +16,8 @@ use crate::mqtt_acl::paho_python;
 
 /// A paho MQTT 5 client: logs in (printing the CONNACK reason code), sends
 /// one SUBSCRIBE with `filters`, then publishes each `[topic, payload,
-/// response_topic, correlation]` at QoS 1 (printing each PUBACK's reason
-/// code) and prints what it receives for `listen` seconds, with the
+/// response_topic, correlation, topic_alias]` at QoS 1 (printing each
+/// PUBACK's reason code) and prints what it receives for `listen` seconds, with the
 /// Response Topic and Correlation Data of each message.
 const PAHO_V5: &str = r#"
 import json, sys, threading, time, uuid
@@ -58,8 +58,10 @@ if not up.wait(10) or out["connack"] != 0:
 if filters:
     c.subscribe([(f, 1) for f in filters])
     assert subscribed.wait(10), "no SUBACK"
-for topic, payload, response_topic, correlation in publish:
+for topic, payload, response_topic, correlation, alias in publish:
     props = Properties(PacketTypes.PUBLISH)
+    if alias:
+        props.TopicAlias = alias
     if response_topic:
         props.ResponseTopic = response_topic
     if correlation:
@@ -72,13 +74,23 @@ c.loop_stop()
 print(json.dumps(out))
 "#;
 
+/// One publish of the paho client: topic, payload, Response Topic,
+/// Correlation Data, Topic Alias.
+type Publish<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<u16>,
+);
+
 /// What the paho MQTT 5 client printed.
 async fn paho_v5(
     port: u16,
     (user, password): (&str, &str),
     websocket: bool,
     filters: &[&str],
-    publish: &[(&str, &str, Option<&str>, Option<&str>)],
+    publish: &[Publish<'_>],
     listen_secs: f64,
 ) -> Value {
     let mut cmd = Command::new(paho_python());
@@ -124,6 +136,7 @@ async fn mqtt5_devices_get_answers_on_both_ports_and_meet_the_acls() {
             &[(
                 "request/query/v5Thing",
                 &json!({ "token": token }).to_string(),
+                None,
                 None,
                 None,
             )],
@@ -178,6 +191,7 @@ async fn response_topic_and_correlation_data_reach_an_mqtt5_subscriber_within_th
                 r#"{"n":1}"#,
                 Some("response/query/mine"),
                 Some("corr-1"),
+                None,
             ),
             // The device may not subscribe request/...: no answers there.
             (
@@ -185,22 +199,39 @@ async fn response_topic_and_correlation_data_reach_an_mqtt5_subscriber_within_th
                 r#"{"n":2}"#,
                 Some("request/query/someone"),
                 Some("corr-2"),
+                None,
             ),
+            // A topic alias stands for the topic it was set with, for the
+            // ACL too: allowed here, refused for a forged answer.
+            ("request/alias/t2", r#"{"n":3}"#, None, None, Some(5)),
+            ("", r#"{"n":4}"#, None, None, Some(5)),
+            ("response/get/forged", r#"{"n":5}"#, None, None, Some(6)),
+            ("", r#"{"n":6}"#, None, None, Some(6)),
+            // An alias never set names no topic.
+            ("", r#"{"n":7}"#, None, None, Some(9)),
         ],
         0.5,
     )
     .await;
     assert_eq!(device["connack"], 0, "{device}");
-    assert_eq!(device["pubacks"], json!([0, 0x87]), "{device}");
+    assert_eq!(
+        device["pubacks"],
+        json!([0, 0x87, 0, 0, 0x87, 0x87, 0x87]),
+        "{device}"
+    );
     let seen = listener.await.unwrap();
     assert_eq!(
         seen["received"],
-        json!([[
-            "request/query/t1",
-            r#"{"n":1}"#,
-            "response/query/mine",
-            "corr-1"
-        ]]),
+        json!([
+            [
+                "request/query/t1",
+                r#"{"n":1}"#,
+                "response/query/mine",
+                "corr-1"
+            ],
+            ["request/alias/t2", r#"{"n":3}"#, null, null],
+            ["request/alias/t2", r#"{"n":4}"#, null, null],
+        ]),
         "{seen}"
     );
 }
@@ -226,6 +257,7 @@ async fn a_request_without_token_is_answered_on_its_response_topic_with_its_corr
                 "{}",
                 Some(mine.as_str()),
                 Some("corr-9"),
+                None,
             )],
             3.0,
         )

@@ -28,7 +28,9 @@
 //! Topic names a topic the device may not subscribe to is refused like one
 //! on a forbidden topic (PUBACK reason 0x87). Refusals are answered with
 //! MQTT 5 reason codes: 0x84, 0x85, 0x88, 0x86 in the order of the table, and
-//! a refused filter gets 0x87 in the SUBACK.
+//! a refused filter gets 0x87 in the SUBACK. Topic aliases a client sets
+//! (rumqttd offers 4096) are remembered per session, so a PUBLISH that names
+//! its topic by alias only is checked against the topic the alias stands for.
 //!
 //! | refusal | CONNACK |
 //! |---|---|
@@ -61,6 +63,8 @@ use crate::wire::{self, v5, ws, Connect, ReturnCode, Version, WireError};
 /// WebSocket frames (data or control, empty or not) a client may send
 /// before its CONNECT is complete.
 pub(crate) const MAX_PRE_CONNECT_FRAMES: usize = 64;
+/// Topic aliases remembered per MQTT 5 session (rumqttd accepts 1..=4096).
+const MAX_TOPIC_ALIASES: usize = 4096;
 /// Partially refused SUBSCRIBEs awaiting rumqttd's SUBACK, per session.
 const MAX_PENDING_SUBACKS: usize = 1024;
 
@@ -561,6 +565,7 @@ impl Conn {
                 subacks: Arc::new(Mutex::new(HashMap::new())),
                 refused_qos2: HashSet::new(),
                 inject: inject_tx,
+                aliases: HashMap::new(),
                 rate: PublishRate::new(
                     self.gate.device_publish_rate.0,
                     self.gate.device_publish_rate.1,
@@ -618,6 +623,8 @@ struct Filter {
     inject: mpsc::Sender<Inject>,
     /// This connection's publish rate (`None`: no limit).
     rate: Option<PublishRate>,
+    /// MQTT 5 topic aliases the client set: alias → topic.
+    aliases: HashMap<u16, String>,
 }
 
 fn invalid(e: WireError) -> std::io::Error {
@@ -644,13 +651,27 @@ impl Filter {
             at += len;
             match wire::packet_type(packet) {
                 wire::PUBLISH if self.role != Role::Service => {
-                    let head = wire::parse_publish(packet).map_err(invalid)?;
-                    // MQTT 5: answers go only where this user may subscribe.
+                    let mut head = wire::parse_publish(packet).map_err(invalid)?;
+                    // MQTT 5: answers go only where this user may subscribe,
+                    // and a topic alias stands for the topic it was set with.
                     let response_ok = match self.version {
                         Version::V311 => true,
-                        Version::V5 => v5::response_topic(packet)
-                            .map_err(invalid)?
-                            .is_none_or(|t| self.role.may_subscribe(t)),
+                        Version::V5 => {
+                            let props = v5::publish_props(packet).map_err(invalid)?;
+                            if let Some(alias) = props.topic_alias {
+                                if head.topic.is_empty() {
+                                    head.topic =
+                                        self.aliases.get(&alias).map_or("", String::as_str);
+                                } else if self.aliases.len() < MAX_TOPIC_ALIASES
+                                    || self.aliases.contains_key(&alias)
+                                {
+                                    self.aliases.insert(alias, head.topic.to_owned());
+                                }
+                            }
+                            props
+                                .response_topic
+                                .is_none_or(|t| self.role.may_subscribe(t))
+                        }
                     };
                     if response_ok && self.role.may_publish(head.topic) {
                         if let Some(rate) = &mut self.rate {

@@ -39,8 +39,15 @@ pub(crate) fn suback_failure(version: Version) -> u8 {
     }
 }
 
-/// The Response Topic property of a PUBLISH (MQTT 5), if it has one.
-pub(crate) fn response_topic(packet: &[u8]) -> Result<Option<&str>, WireError> {
+/// The properties of a PUBLISH the ACL needs (MQTT 5).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct PublishProps<'a> {
+    pub(crate) response_topic: Option<&'a str>,
+    pub(crate) topic_alias: Option<u16>,
+}
+
+/// The Response Topic and Topic Alias properties of a PUBLISH (MQTT 5).
+pub(crate) fn publish_props(packet: &[u8]) -> Result<PublishProps<'_>, WireError> {
     let qos = (packet[0] >> 1) & 0x03;
     let mut r = Reader(body(packet)?);
     r.binary()?;
@@ -48,7 +55,7 @@ pub(crate) fn response_topic(packet: &[u8]) -> Result<Option<&str>, WireError> {
         r.u16()?;
     }
     let mut props = Reader(r.properties()?);
-    let mut found = None;
+    let mut found = PublishProps::default();
     while !props.0.is_empty() {
         match props.u8()? {
             // Payload format indicator.
@@ -66,7 +73,7 @@ pub(crate) fn response_topic(packet: &[u8]) -> Result<Option<&str>, WireError> {
             0x08 => {
                 let topic = std::str::from_utf8(props.binary()?)
                     .map_err(|_| WireError::Malformed("response topic is not UTF-8"))?;
-                found = Some(topic);
+                found.response_topic = Some(topic);
             }
             // Correlation data.
             0x09 => {
@@ -76,9 +83,8 @@ pub(crate) fn response_topic(packet: &[u8]) -> Result<Option<&str>, WireError> {
             0x0b => {
                 props.varint()?;
             }
-            // Topic alias.
             0x23 => {
-                props.take(2)?;
+                found.topic_alias = Some(props.u16()?);
             }
             // User property: a name and a value.
             0x26 => {
@@ -267,7 +273,13 @@ mod tests {
                 pkid: Some(3)
             })
         );
-        assert_eq!(response_topic(&packet), Ok(Some("response/query/mine")));
+        assert_eq!(
+            publish_props(&packet),
+            Ok(PublishProps {
+                response_topic: Some("response/query/mine"),
+                topic_alias: None
+            })
+        );
         // No properties at all (QoS 0).
         let mut plain = vec![0x30];
         let mut body = Vec::new();
@@ -276,7 +288,17 @@ mod tests {
         body.extend_from_slice(b"x");
         encode_remaining_length(&mut plain, body.len());
         plain.extend(body);
-        assert_eq!(response_topic(&plain), Ok(None));
+        assert_eq!(publish_props(&plain), Ok(PublishProps::default()));
+        // An empty topic and a topic alias instead.
+        let mut aliased = vec![0x30];
+        let mut body = Vec::new();
+        put_binary(&mut body, b"");
+        body.extend_from_slice(&[3, 0x23, 0, 7]);
+        body.extend_from_slice(b"x");
+        encode_remaining_length(&mut aliased, body.len());
+        aliased.extend(body);
+        assert_eq!(parse_publish(&aliased).unwrap().topic, "");
+        assert_eq!(publish_props(&aliased).unwrap().topic_alias, Some(7));
     }
 
     #[test]
