@@ -13,7 +13,7 @@
 //!
 //! Operations:
 //! - `/healthz`, `/readyz`, `/metrics` on the admin port (9090). `/readyz` is
-//!   200 only once a real MQTT login succeeds on both of rumqttd's listeners
+//!   200 only once a real MQTT login succeeds on each of rumqttd's three listeners
 //!   (`probe`); start-up waits for that before the public listeners accept.
 //! - `/metrics`: the front end's own counts (sessions, refused logins and
 //!   connects, bytes) and rumqttd's router meters (publishes accepted and
@@ -156,6 +156,7 @@ impl App {
         let probe = Probe {
             mqtt: internal.mqtt,
             ws: internal.ws,
+            v5: internal.v5,
             login: probe_login,
         };
         let serving = Arc::new(AtomicBool::new(false));

@@ -31,6 +31,43 @@ pub(crate) fn connack(version: Version, code: ReturnCode) -> Vec<u8> {
     }
 }
 
+/// A clean-start MQTT 5 CONNECT without properties, for the readiness probe.
+pub(crate) fn encode_connect(
+    client_id: &str,
+    login: Option<(&str, &str)>,
+    keep_alive: u16,
+) -> Vec<u8> {
+    let v4 = super::encode_connect(client_id, login, keep_alive);
+    // Same fields, level 5, and an empty property list after the keep-alive.
+    let mut body = super::body(&v4).expect("a whole packet").to_vec();
+    body[6] = 5;
+    body.insert(10, 0);
+    let mut packet = vec![0x10];
+    encode_remaining_length(&mut packet, body.len());
+    packet.extend(body);
+    packet
+}
+
+/// Reads an MQTT 5 CONNACK at the start of `buf`: `Some(reason code)` once
+/// complete.
+pub(crate) fn parse_connack(buf: &[u8]) -> Result<Option<u8>, WireError> {
+    match buf.first() {
+        None => return Ok(None),
+        Some(0x20) => {}
+        Some(_) => return Err(WireError::Malformed("expected CONNACK")),
+    }
+    let Some((remaining, header_len)) = super::remaining_length(&buf[1..])? else {
+        return Ok(None);
+    };
+    if remaining < 2 {
+        return Err(WireError::Malformed("CONNACK without reason code"));
+    }
+    if buf.len() < 1 + header_len + remaining {
+        return Ok(None);
+    }
+    Ok(Some(buf[1 + header_len + 1]))
+}
+
 /// The refused-subscription code of `version`'s SUBACK.
 pub(crate) fn suback_failure(version: Version) -> u8 {
     match version {
@@ -232,6 +269,25 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn the_probe_connect_is_a_v5_connect() {
+        let packet = encode_connect("probe", Some(("u", "p")), 10);
+        let c = parse_connect(&packet, 1024).unwrap().unwrap();
+        assert_eq!(c.version, Version::V5);
+        assert_eq!(c.client_id, "probe");
+        assert_eq!(c.username.as_deref(), Some("u"));
+        assert_eq!(c.keep_alive, 10);
+        // rumqttd's CONNACK carries a topic alias maximum.
+        let connack = [0x20, 0x06, 0x00, 0x00, 0x03, 0x22, 0x10, 0x00];
+        assert_eq!(parse_connack(&connack), Ok(Some(0)));
+        assert_eq!(parse_connack(&connack[..5]), Ok(None));
+        assert_eq!(
+            parse_connack(&[0x20, 0x03, 0x00, 0x86, 0x00]),
+            Ok(Some(0x86))
+        );
+        assert!(parse_connack(&[0x30, 0x00]).is_err());
     }
 
     #[test]
