@@ -12,6 +12,8 @@ mod http_auth;
 mod mqtt_acl;
 mod mqtt_api;
 mod mqtt_client;
+mod mqtt_shedding;
+mod mqtt_v5;
 mod poison;
 mod scale;
 mod schemathesis;

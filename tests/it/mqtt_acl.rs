@@ -15,7 +15,7 @@ use lambdaless_testkit::{
 use serde_json::Value;
 
 /// `$LAMBDALESS_PAHO_PYTHON`, else the venv under the scripts' cache dir.
-fn paho_python() -> PathBuf {
+pub(crate) fn paho_python() -> PathBuf {
     if let Some(p) = std::env::var_os("LAMBDALESS_PAHO_PYTHON") {
         return PathBuf::from(p);
     }
@@ -184,7 +184,7 @@ async fn lines(child: Child) -> Vec<String> {
         .collect()
 }
 
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+pub(crate) fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
     metrics
         .lines()
         .filter(|l| l.starts_with(name) && labels.iter().all(|want| l.contains(want)))

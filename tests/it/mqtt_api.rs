@@ -359,7 +359,8 @@ async fn answers_the_first_request_after_the_broker_restarts() {
     stack
         .start_service_unchecked(
             "mqtt-api",
-            &[("RUST_LOG", "info,lambdaless_runtime::mqtt=debug")],
+            // mqtt-api's own MQTT 5 connection logs "subscribed" at debug.
+            &[("RUST_LOG", "info,mqtt_api::mqtt5=debug")],
         )
         .await;
     let api = stack.service("mqtt-api");

@@ -41,17 +41,22 @@ const SEGMENTS_PER_FILTER: usize = 4;
 pub(crate) struct InternalAddrs {
     pub(crate) mqtt: SocketAddr,
     pub(crate) ws: SocketAddr,
+    /// MQTT 5 over TCP (the front end relays MQTT 5 clients of both
+    /// public listeners here).
+    pub(crate) v5: SocketAddr,
 }
 
 impl InternalAddrs {
-    /// Two free loopback ports. rumqttd binds by address and cannot report a
+    /// Free loopback ports. rumqttd binds by address and cannot report a
     /// port it picked, so we pick: bind port 0, note the port, release it.
     pub(crate) fn pick() -> std::io::Result<Self> {
         let mqtt = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let ws = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let v5 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         Ok(Self {
             mqtt: mqtt.local_addr()?,
             ws: ws.local_addr()?,
+            v5: v5.local_addr()?,
         })
     }
 }
@@ -113,6 +118,10 @@ pub(crate) fn config(
         v4: Some(HashMap::from([(
             "mqtt".to_owned(),
             server("rumqttd-mqtt", addrs.mqtt),
+        )])),
+        v5: Some(HashMap::from([(
+            "v5".to_owned(),
+            server("rumqttd-v5", addrs.v5),
         )])),
         ws: Some(HashMap::from([(
             "ws".to_owned(),

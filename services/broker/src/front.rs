@@ -22,9 +22,19 @@
 //! at most [`MAX_PRE_CONNECT_FRAMES`] frames and twice the packet limit in
 //! bytes, decoded once as they arrive.
 //!
+//! MQTT 5 clients (CONNECT protocol level 5) are relayed to rumqttd's MQTT 5
+//! listener instead, through the same login check and ACL (MQTT 5 packets
+//! carry properties, see `wire::v5`); a device's PUBLISH whose Response
+//! Topic names a topic the device may not subscribe to is refused like one
+//! on a forbidden topic (PUBACK reason 0x87). Refusals are answered with
+//! MQTT 5 reason codes: 0x84, 0x85, 0x88, 0x86 in the order of the table, and
+//! a refused filter gets 0x87 in the SUBACK. Topic aliases a client sets
+//! (rumqttd offers 4096) are remembered per session, so a PUBLISH that names
+//! its topic by alias only is checked against the topic the alias stands for.
+//!
 //! | refusal | CONNACK |
 //! |---|---|
-//! | not MQTT 3.1.1 (3.1, 5) | 1 unacceptable protocol version |
+//! | not MQTT 3.1.1 or 5 (3.1) | 1 unacceptable protocol version |
 //! | client id rumqttd cannot take (`+ # / $`, or empty without clean session) | 2 identifier rejected |
 //! | `max_connections` sessions open, or rumqttd unreachable | 3 server unavailable |
 //! | no login, unknown user, wrong password | 5 not authorized |
@@ -46,12 +56,15 @@ use tracing::{field, Instrument, Span};
 
 use crate::acl::Role;
 use crate::auth::Users;
+use crate::shed::PublishRate;
 use crate::telemetry;
-use crate::wire::{self, ws, Connect, ReturnCode, WireError};
+use crate::wire::{self, v5, ws, Connect, ReturnCode, Version, WireError};
 
 /// WebSocket frames (data or control, empty or not) a client may send
 /// before its CONNECT is complete.
 pub(crate) const MAX_PRE_CONNECT_FRAMES: usize = 64;
+/// Topic aliases remembered per MQTT 5 session (rumqttd accepts 1..=4096).
+const MAX_TOPIC_ALIASES: usize = 4096;
 /// Partially refused SUBSCRIBEs awaiting rumqttd's SUBACK, per session.
 const MAX_PENDING_SUBACKS: usize = 1024;
 
@@ -87,6 +100,9 @@ pub(crate) struct Gate {
     pub(crate) pending: Arc<Pending>,
     pub(crate) max_packet: usize,
     pub(crate) handshake_timeout: Duration,
+    /// Publishes per second and burst for each non-`service` connection
+    /// (rate 0: no limit), see `shed`.
+    pub(crate) device_publish_rate: (u32, u32),
 }
 
 impl Gate {
@@ -143,6 +159,8 @@ pub(crate) struct Front {
     pub(crate) listener: TcpListener,
     /// rumqttd's loopback listener for the same transport.
     pub(crate) upstream: SocketAddr,
+    /// rumqttd's loopback MQTT 5 listener.
+    pub(crate) upstream_v5: SocketAddr,
     pub(crate) gate: Arc<Gate>,
 }
 
@@ -167,6 +185,7 @@ impl Front {
             let conn = Conn {
                 transport: self.transport,
                 upstream: self.upstream,
+                upstream_v5: self.upstream_v5,
                 gate: self.gate.clone(),
             };
             let span = tracing::info_span!(
@@ -241,6 +260,7 @@ struct Admitted {
     /// Client MQTT bytes already read (the CONNECT and anything after it).
     pending: Vec<u8>,
     role: Role,
+    version: Version,
     /// WebSocket: the client's frame decoder, holding any incomplete frame.
     ws: Option<ws::Decoder>,
     _permit: OwnedSemaphorePermit,
@@ -257,6 +277,7 @@ enum Refusal {
 struct Conn {
     transport: Transport,
     upstream: SocketAddr,
+    upstream_v5: SocketAddr,
     gate: Arc<Gate>,
 }
 
@@ -306,13 +327,14 @@ impl Conn {
         };
         let (permit, role) = self.admit(&connect)?;
         let upstream = self
-            .connect_upstream()
+            .connect_upstream(connect.version)
             .await
-            .map_err(|()| self.reply(ReturnCode::ServerUnavailable))?;
+            .map_err(|()| self.reply(connect.version, ReturnCode::ServerUnavailable))?;
         Ok(Admitted {
             upstream,
             pending: buf,
             role,
+            version: connect.version,
             ws: None,
             _permit: permit,
         })
@@ -418,13 +440,14 @@ impl Conn {
         };
         let (permit, role) = self.admit(&connect)?;
         let upstream = self
-            .connect_upstream()
+            .connect_upstream(connect.version)
             .await
-            .map_err(|()| self.reply(ReturnCode::ServerUnavailable))?;
+            .map_err(|()| self.reply(connect.version, ReturnCode::ServerUnavailable))?;
         Ok(Admitted {
             upstream,
             pending: mqtt,
             role,
+            version: connect.version,
             ws: Some(decoder),
             _permit: permit,
         })
@@ -445,7 +468,7 @@ impl Conn {
             Err(e @ WireError::UnsupportedProtocol { .. }) => {
                 refused(self.transport.label(), "protocol");
                 tracing::info!(error = %e, "CONNECT refused");
-                Err(self.reply(ReturnCode::UnacceptableProtocol))
+                Err(self.reply(Version::V311, ReturnCode::UnacceptableProtocol))
             }
             Err(e) => Err(self.malformed(&e)),
         }
@@ -458,10 +481,10 @@ impl Conn {
     }
 
     /// A CONNACK refusal in this transport's framing.
-    fn reply(&self, code: ReturnCode) -> Refusal {
-        let connack = wire::connack(code);
+    fn reply(&self, version: Version, code: ReturnCode) -> Refusal {
+        let connack = v5::connack(version, code);
         Refusal::Reply(match self.transport {
-            Transport::Tcp => connack.to_vec(),
+            Transport::Tcp => connack,
             Transport::WebSocket => {
                 let mut out = ws::frame(ws::OP_BINARY, &connack, None);
                 out.extend(ws::frame(ws::OP_CLOSE, &1000u16.to_be_bytes(), None));
@@ -475,20 +498,24 @@ impl Conn {
         self.gate
             .admit(self.transport, connect)
             .map_err(|code| match code {
-                Some(code) => self.reply(code),
+                Some(code) => self.reply(connect.version, code),
                 None => Refusal::Close,
             })
     }
 
-    async fn connect_upstream(&self) -> Result<TcpStream, ()> {
-        match TcpStream::connect(self.upstream).await {
+    async fn connect_upstream(&self, version: Version) -> Result<TcpStream, ()> {
+        let upstream = match version {
+            Version::V311 => self.upstream,
+            Version::V5 => self.upstream_v5,
+        };
+        match TcpStream::connect(upstream).await {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
                 Ok(s)
             }
             Err(e) => {
                 refused(self.transport.label(), "upstream");
-                tracing::error!(error = %e, upstream = %self.upstream, "embedded rumqttd unreachable");
+                tracing::error!(error = %e, %upstream, "embedded rumqttd unreachable");
                 Err(())
             }
         }
@@ -502,6 +529,7 @@ impl Conn {
             mut upstream,
             pending,
             role,
+            version,
             ws,
             _permit,
         } = admitted;
@@ -510,7 +538,11 @@ impl Conn {
         let sent = counter!(telemetry::SENT_BYTES, "listener" => listener);
         let _session = SessionGauge::open(listener);
         let started = Instant::now();
-        tracing::info!(role = role.label(), "session started");
+        tracing::info!(
+            role = role.label(),
+            mqtt5 = version == Version::V5,
+            "session started"
+        );
         let (mut client_rx, mut client_tx) = client.split();
         let (mut upstream_rx, mut upstream_tx) = upstream.split();
         let ended = if role == Role::Service && ws.is_none() {
@@ -527,11 +559,18 @@ impl Conn {
             let (inject_tx, inject_rx) = mpsc::channel(64);
             let filter = Filter {
                 role,
+                version,
                 listener,
                 max_packet: self.gate.max_packet,
                 subacks: Arc::new(Mutex::new(HashMap::new())),
                 refused_qos2: HashSet::new(),
                 inject: inject_tx,
+                aliases: HashMap::new(),
+                rate: PublishRate::new(
+                    self.gate.device_publish_rate.0,
+                    self.gate.device_publish_rate.1,
+                    Instant::now(),
+                ),
             };
             let subacks = filter.subacks.clone();
             let websocket = ws.is_some();
@@ -544,6 +583,7 @@ impl Conn {
                 &received,
             );
             let down = Downstream {
+                version,
                 websocket,
                 max_packet: self.gate.max_packet,
                 subacks,
@@ -572,6 +612,7 @@ enum Inject {
 /// The ACL, applied to the client's packets.
 struct Filter {
     role: Role,
+    version: Version,
     listener: &'static str,
     max_packet: usize,
     /// Packet id of a SUBSCRIBE sent on with some filters taken out → which
@@ -580,6 +621,10 @@ struct Filter {
     /// Packet ids of refused QoS 2 PUBLISHes, until their PUBREL.
     refused_qos2: HashSet<u16>,
     inject: mpsc::Sender<Inject>,
+    /// This connection's publish rate (`None`: no limit).
+    rate: Option<PublishRate>,
+    /// MQTT 5 topic aliases the client set: alias → topic.
+    aliases: HashMap<u16, String>,
 }
 
 fn invalid(e: WireError) -> std::io::Error {
@@ -588,19 +633,59 @@ fn invalid(e: WireError) -> std::io::Error {
 
 impl Filter {
     /// Moves the complete packets at the start of `buf` into `out` (or
-    /// refuses them) and returns how many bytes it consumed.
-    async fn process(&mut self, buf: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+    /// refuses them) and returns how many bytes it consumed, and, when a
+    /// QoS 1/2 PUBLISH is over the connection's rate, how long to wait
+    /// before calling again (that PUBLISH is left unconsumed).
+    async fn process(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<(usize, Option<Duration>)> {
         let mut at = 0;
         while let Some(len) = wire::packet_len(&buf[at..], self.max_packet).map_err(invalid)? {
             if buf.len() - at < len {
                 break;
             }
             let packet = &buf[at..at + len];
+            let start = at;
             at += len;
             match wire::packet_type(packet) {
                 wire::PUBLISH if self.role != Role::Service => {
-                    let head = wire::parse_publish(packet).map_err(invalid)?;
-                    if self.role.may_publish(head.topic) {
+                    let mut head = wire::parse_publish(packet).map_err(invalid)?;
+                    // MQTT 5: answers go only where this user may subscribe,
+                    // and a topic alias stands for the topic it was set with.
+                    let response_ok = match self.version {
+                        Version::V311 => true,
+                        Version::V5 => {
+                            let props = v5::publish_props(packet).map_err(invalid)?;
+                            if let Some(alias) = props.topic_alias {
+                                if head.topic.is_empty() {
+                                    head.topic =
+                                        self.aliases.get(&alias).map_or("", String::as_str);
+                                } else if self.aliases.len() < MAX_TOPIC_ALIASES
+                                    || self.aliases.contains_key(&alias)
+                                {
+                                    self.aliases.insert(alias, head.topic.to_owned());
+                                }
+                            }
+                            props
+                                .response_topic
+                                .is_none_or(|t| self.role.may_subscribe(t))
+                        }
+                    };
+                    if response_ok && self.role.may_publish(head.topic) {
+                        if let Some(rate) = &mut self.rate {
+                            if let Err(wait) = rate.take(Instant::now()) {
+                                if head.qos > 0 {
+                                    counter!(telemetry::PUBLISHES_DELAYED, "listener" => self.listener)
+                                        .increment(1);
+                                    return Ok((start, Some(wait)));
+                                }
+                                counter!(telemetry::PUBLISHES_SHED, "listener" => self.listener)
+                                    .increment(1);
+                                continue;
+                            }
+                        }
                         out.extend_from_slice(packet);
                         continue;
                     }
@@ -608,8 +693,7 @@ impl Filter {
                     tracing::debug!(topic = head.topic, "PUBLISH refused by the ACL");
                     match (head.qos, head.pkid) {
                         (1, Some(pkid)) => {
-                            self.send(wire::encode_ack(wire::PUBACK_BYTE, pkid).to_vec())
-                                .await?;
+                            self.send(v5::refused_puback(self.version, pkid)).await?;
                         }
                         (2, Some(pkid)) => {
                             self.refused_qos2.insert(pkid);
@@ -629,7 +713,7 @@ impl Filter {
                     }
                 }
                 wire::SUBSCRIBE if self.role != Role::Service => {
-                    let sub = wire::parse_subscribe(packet).map_err(invalid)?;
+                    let sub = v5::parse_subscribe(packet, self.version).map_err(invalid)?;
                     let allowed: Vec<bool> = sub
                         .filters
                         .iter()
@@ -647,16 +731,21 @@ impl Filter {
                     if allowed.iter().all(|ok| *ok) {
                         out.extend_from_slice(packet);
                     } else if !allowed.iter().any(|ok| *ok) {
-                        let codes = vec![wire::SUBACK_FAILURE; allowed.len()];
-                        self.send(wire::encode_suback(sub.pkid, &codes)).await?;
+                        let codes = vec![v5::suback_failure(self.version); allowed.len()];
+                        self.send(v5::encode_suback(self.version, sub.pkid, &[], &codes))
+                            .await?;
                     } else {
-                        let kept: Vec<(String, u8)> = sub
-                            .filters
-                            .into_iter()
-                            .zip(&allowed)
-                            .filter(|(_, ok)| **ok)
-                            .map(|(f, _)| f)
-                            .collect();
+                        let kept = v5::Subscribe {
+                            pkid: sub.pkid,
+                            properties: sub.properties,
+                            filters: sub
+                                .filters
+                                .into_iter()
+                                .zip(&allowed)
+                                .filter(|(_, ok)| **ok)
+                                .map(|(f, _)| f)
+                                .collect(),
+                        };
                         {
                             let mut subacks = self.subacks.lock().expect("never poisoned");
                             if subacks.len() >= MAX_PENDING_SUBACKS {
@@ -666,13 +755,13 @@ impl Filter {
                             }
                             subacks.insert(sub.pkid, allowed);
                         }
-                        out.extend(wire::encode_subscribe(sub.pkid, &kept));
+                        out.extend(v5::encode_subscribe(self.version, &kept));
                     }
                 }
                 _ => out.extend_from_slice(packet),
             }
         }
-        Ok(at)
+        Ok((at, None))
     }
 
     fn denied(&self, action: &'static str) {
@@ -707,10 +796,16 @@ where
     counted.increment(mqtt.len() as u64);
     loop {
         out.clear();
-        let consumed = filter.process(&mqtt, &mut out).await?;
+        let (consumed, wait) = filter.process(&mqtt, &mut out).await?;
         mqtt.drain(..consumed);
         if !out.is_empty() {
             to.write_all(&out).await?;
+        }
+        if let Some(wait) = wait {
+            // Over the publish rate at QoS 1/2: read nothing more from this
+            // client until a token is back (back-pressure, see `shed`).
+            tokio::time::sleep(wait).await;
+            continue;
         }
         let n = from.read(&mut buf).await?;
         if n == 0 {
@@ -740,6 +835,7 @@ where
 /// rumqttd → client: whole packets only, so that what the filter injects
 /// lands between them; SUBACKs of filtered SUBSCRIBEs get their 0x80s.
 struct Downstream {
+    version: Version,
     websocket: bool,
     max_packet: usize,
     subacks: Arc<Mutex<HashMap<u16, Vec<bool>>>>,
@@ -793,21 +889,23 @@ impl Downstream {
             let packet = &buf[at..at + len];
             at += len;
             if wire::packet_type(packet) == wire::SUBACK {
-                let (pkid, codes) = wire::parse_suback(packet).map_err(invalid)?;
+                let (pkid, properties, codes) =
+                    v5::parse_suback(packet, self.version).map_err(invalid)?;
                 let allowed = self.subacks.lock().expect("never poisoned").remove(&pkid);
                 if let Some(allowed) = allowed {
+                    let failure = v5::suback_failure(self.version);
                     let mut theirs = codes.iter();
                     let merged: Vec<u8> = allowed
                         .iter()
                         .map(|ok| {
                             if *ok {
-                                theirs.next().copied().unwrap_or(wire::SUBACK_FAILURE)
+                                theirs.next().copied().unwrap_or(failure)
                             } else {
-                                wire::SUBACK_FAILURE
+                                failure
                             }
                         })
                         .collect();
-                    out.extend(wire::encode_suback(pkid, &merged));
+                    out.extend(v5::encode_suback(self.version, pkid, &properties, &merged));
                     continue;
                 }
             }

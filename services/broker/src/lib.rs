@@ -3,7 +3,7 @@
 //! rumqttd 0.20 does the MQTT work (sessions, routing, QoS, retained
 //! messages, `$share/{group}/{filter}` shared subscriptions, round robin). It
 //! runs embedded, on loopback ports only (`embedded`). The public listeners
-//! belong to a thin front end (`front`): MQTT 3.1.1 over TCP (1883) and
+//! belong to a thin front end (`front`): MQTT 3.1.1 and 5 over TCP (1883) and
 //! over WebSocket (8083, any path, subprotocol `mqtt`). The front end reads
 //! each client's CONNECT, checks the login against the configured users and
 //! the session limit, and answers a refusal with a real CONNACK code (5 for a
@@ -13,7 +13,7 @@
 //!
 //! Operations:
 //! - `/healthz`, `/readyz`, `/metrics` on the admin port (9090). `/readyz` is
-//!   200 only once a real MQTT login succeeds on both of rumqttd's listeners
+//!   200 only once a real MQTT login succeeds on each of rumqttd's three listeners
 //!   (`probe`); start-up waits for that before the public listeners accept.
 //! - `/metrics`: the front end's own counts (sessions, refused logins and
 //!   connects, bytes) and rumqttd's router meters (publishes accepted and
@@ -25,7 +25,9 @@
 //!   messages not yet delivered are lost on restart (clients republish what
 //!   they have not seen acknowledged, rumqttc does).
 //!
-//! Limits worth knowing (rumqttd 0.20): MQTT 5 is not offered; the outgoing
+//! MQTT 5 clients are relayed to a third, MQTT 5, listener of rumqttd.
+//!
+//! Limits worth knowing (rumqttd 0.20): the outgoing
 //! QoS 1/2 window is fixed at 100 per client; every distinct subscription
 //! filter, and every topic published with no matching subscription, keeps
 //! an in-memory log that is never freed, so prefer a few wildcard
@@ -37,6 +39,7 @@ mod embedded;
 mod front;
 mod probe;
 mod settings;
+mod shed;
 mod telemetry;
 mod wire;
 
@@ -153,6 +156,7 @@ impl App {
         let probe = Probe {
             mqtt: internal.mqtt,
             ws: internal.ws,
+            v5: internal.v5,
             login: probe_login,
         };
         let serving = Arc::new(AtomicBool::new(false));
@@ -192,6 +196,7 @@ impl App {
             pending: Arc::new(front::Pending::new(settings.max_pending_connects)),
             max_packet: settings.max_payload_bytes,
             handshake_timeout: Duration::from_millis(settings.connection_timeout_ms),
+            device_publish_rate: (settings.device_publish_rate, settings.device_publish_burst),
         });
         let mut fronts = Vec::with_capacity(2);
         for (transport, listener, upstream) in [
@@ -204,6 +209,7 @@ impl App {
                 transport,
                 listener,
                 upstream,
+                upstream_v5: internal.v5,
                 gate: gate.clone(),
             };
             fronts.push(tokio::spawn(front.serve(stop.clone())));

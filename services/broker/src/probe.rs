@@ -26,19 +26,28 @@ const MAX_REPLY_BYTES: usize = 16 * 1024;
 pub(crate) struct Probe {
     pub(crate) mqtt: SocketAddr,
     pub(crate) ws: SocketAddr,
+    /// rumqttd's MQTT 5 listener.
+    pub(crate) v5: SocketAddr,
     /// `None` in anonymous mode (rumqttd then checks no login).
     pub(crate) login: Option<ProbeLogin>,
 }
 
 impl Probe {
-    /// Both listeners answer a CONNECT with CONNACK 0.
+    /// Every listener answers a CONNECT with CONNACK 0.
     pub(crate) async fn check(&self) -> Result<(), String> {
-        let (mqtt, ws) = tokio::join!(self.mqtt_login(), self.ws_login());
+        let (mqtt, ws, v5) = tokio::join!(self.mqtt_login(), self.ws_login(), self.v5_login());
         mqtt.map_err(|e| format!("MQTT listener: {e}"))?;
-        ws.map_err(|e| format!("WebSocket listener: {e}"))
+        ws.map_err(|e| format!("WebSocket listener: {e}"))?;
+        v5.map_err(|e| format!("MQTT 5 listener: {e}"))
     }
 
     fn connect_packet(&self) -> Vec<u8> {
+        let (client_id, login) = self.identity();
+        wire::encode_connect(&client_id, login, KEEP_ALIVE_SECS)
+    }
+
+    /// A fresh client id and the probe's login.
+    fn identity(&self) -> (String, Option<(&str, &str)>) {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let client_id = format!(
             "lambdaless-probe-{}-{}",
@@ -49,7 +58,30 @@ impl Probe {
             .login
             .as_ref()
             .map(|l| (l.user.as_str(), l.password.expose_secret()));
-        wire::encode_connect(&client_id, login, KEEP_ALIVE_SECS)
+        (client_id, login)
+    }
+
+    async fn v5_login(&self) -> Result<(), String> {
+        let mut stream = TcpStream::connect(self.v5)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (client_id, login) = self.identity();
+        stream
+            .write_all(&wire::v5::encode_connect(
+                &client_id,
+                login,
+                KEEP_ALIVE_SECS,
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::with_capacity(16);
+        let code = loop {
+            if let Some(code) = wire::v5::parse_connack(&buf).map_err(|e| e.to_string())? {
+                break code;
+            }
+            read_more(&mut stream, &mut buf).await?;
+        };
+        expect_accepted(code)
     }
 
     async fn mqtt_login(&self) -> Result<(), String> {

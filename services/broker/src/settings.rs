@@ -32,9 +32,9 @@ pub struct Settings {
     pub log: LogSettings,
     /// Serves `/healthz`, `/readyz`, `/metrics` (0 picks a free port).
     pub admin_port: u16,
-    /// MQTT 3.1.1 over TCP.
+    /// MQTT 3.1.1 and 5 over TCP.
     pub mqtt_listen: SocketAddr,
-    /// MQTT 3.1.1 over WebSocket (browsers; any path, subprotocol `mqtt`).
+    /// MQTT 3.1.1 and 5 over WebSocket (browsers; any path, subprotocol `mqtt`).
     pub ws_listen: SocketAddr,
     /// User name → password (role `device`), or → `{ password, role }`.
     /// Every client must present one of these unless `allow_anonymous` is
@@ -61,6 +61,13 @@ pub struct Settings {
     /// beyond this the oldest of them is closed, so half-open sockets cannot
     /// crowd out a client that logs in promptly.
     pub max_pending_connects: usize,
+    /// Publishes per second one connection of a non-`service` user (a
+    /// `device`) may send, like AWS IoT Core's per-connection limit; 0 is no
+    /// limit. Over it, QoS 0 publishes are dropped (and counted), QoS 1/2
+    /// ones wait: the front end stops reading that client (see `shed`).
+    pub device_publish_rate: u32,
+    /// Publishes such a connection may send at once above the rate.
+    pub device_publish_burst: u32,
 }
 
 /// One broker user.
@@ -98,6 +105,8 @@ impl Default for Settings {
             max_connections: 1000,
             connection_timeout_ms: 5000,
             max_pending_connects: 256,
+            device_publish_rate: 100,
+            device_publish_burst: 100,
         }
     }
 }
@@ -159,6 +168,18 @@ impl ServiceSettings for Settings {
             return Err(ConfigError::value(
                 "max_pending_connects",
                 "must be 1..=100000",
+            ));
+        }
+        if self.device_publish_rate > 1_000_000 {
+            return Err(ConfigError::value(
+                "device_publish_rate",
+                "must be 0 (no limit) ..=1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.device_publish_burst) {
+            return Err(ConfigError::value(
+                "device_publish_burst",
+                "must be 1..=1000000",
             ));
         }
         if !(100..=MAX_CONNECTION_TIMEOUT_MS).contains(&self.connection_timeout_ms) {

@@ -20,6 +20,8 @@ pub(crate) const SENT_BYTES: &str = "broker_sent_bytes_total";
 pub(crate) const PUBLISHES_RECEIVED: &str = "broker_publishes_received_total";
 pub(crate) const PUBLISHES_FAILED: &str = "broker_publishes_failed_total";
 pub(crate) const ACL_DENIED: &str = "broker_acl_denied_total";
+pub(crate) const PUBLISHES_SHED: &str = "broker_publishes_shed_total";
+pub(crate) const PUBLISHES_DELAYED: &str = "broker_publishes_delayed_total";
 
 /// The two public listeners, as the `listener` label.
 pub(crate) const LISTENERS: [&str; 2] = ["mqtt", "ws"];
@@ -63,7 +65,17 @@ pub(crate) fn register() {
         ACL_DENIED,
         "PUBLISHes dropped and SUBSCRIBE filters refused (SUBACK 0x80) by the topic ACL, by listener, action and role."
     );
+    describe_counter!(
+        PUBLISHES_SHED,
+        "QoS 0 PUBLISHes dropped because their connection was over device_publish_rate, by listener."
+    );
+    describe_counter!(
+        PUBLISHES_DELAYED,
+        "QoS 1/2 PUBLISHes held back (client not read) until their connection was within device_publish_rate, by listener."
+    );
     for listener in LISTENERS {
+        counter!(PUBLISHES_SHED, "listener" => listener).increment(0);
+        counter!(PUBLISHES_DELAYED, "listener" => listener).increment(0);
         for action in ["publish", "subscribe"] {
             for role in crate::acl::Role::ALL {
                 counter!(ACL_DENIED, "listener" => listener, "action" => action, "role" => role.label())

@@ -3,6 +3,19 @@
 //! boundaries in both directions, the topics of PUBLISH and SUBSCRIBE (for
 //! the topic ACLs), the acknowledgements it sends for what it refuses; and
 //! the server side of WebSocket (RFC 6455): the upgrade and the framing.
+//! MQTT 5's differences (properties, reason codes) are in [`v5`].
+
+pub(crate) mod v5;
+
+/// The MQTT protocol level of a session (CONNECT's protocol level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Version {
+    /// Level 4.
+    #[default]
+    V311,
+    /// Level 5.
+    V5,
+}
 
 /// CONNACK return codes of MQTT 3.1.1 (§3.2.2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +30,7 @@ pub(crate) enum ReturnCode {
 /// The fields of a CONNECT the front end decides on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Connect {
+    pub(crate) version: Version,
     pub(crate) client_id: String,
     pub(crate) clean_session: bool,
     pub(crate) keep_alive: u16,
@@ -32,8 +46,8 @@ pub(crate) enum WireError {
     TooLarge(usize),
     #[error("malformed packet: {0}")]
     Malformed(&'static str),
-    /// Answered with CONNACK 1: MQTT 3.1 and 5 clients learn what to retry with.
-    #[error("protocol {name:?} level {level} is not MQTT 3.1.1")]
+    /// Answered with CONNACK 1: MQTT 3.1 clients learn what to retry with.
+    #[error("protocol {name:?} level {level} is neither MQTT 3.1.1 nor 5")]
     UnsupportedProtocol { name: String, level: u8 },
 }
 
@@ -61,9 +75,11 @@ pub(crate) fn parse_connect(buf: &[u8], max_len: usize) -> Result<Option<Connect
     let mut r = Reader(&buf[1 + header_len..end]);
     let name = r.string()?;
     let level = r.u8()?;
-    if name != "MQTT" || level != 4 {
-        return Err(WireError::UnsupportedProtocol { name, level });
-    }
+    let version = match (name.as_str(), level) {
+        ("MQTT", 4) => Version::V311,
+        ("MQTT", 5) => Version::V5,
+        _ => return Err(WireError::UnsupportedProtocol { name, level }),
+    };
     let flags = r.u8()?;
     if flags & 0x01 != 0 {
         return Err(WireError::Malformed("reserved connect flag set"));
@@ -81,8 +97,14 @@ pub(crate) fn parse_connect(buf: &[u8], max_len: usize) -> Result<Option<Connect
         return Err(WireError::Malformed("password without user name"));
     }
     let keep_alive = r.u16()?;
+    if version == Version::V5 {
+        r.properties()?;
+    }
     let client_id = r.string()?;
     if will {
+        if version == Version::V5 {
+            r.properties()?;
+        }
         r.string()?;
         r.binary()?;
     }
@@ -93,6 +115,7 @@ pub(crate) fn parse_connect(buf: &[u8], max_len: usize) -> Result<Option<Connect
         None
     };
     Ok(Some(Connect {
+        version,
         client_id,
         clean_session: flags & 0x02 != 0,
         keep_alive,
@@ -155,6 +178,23 @@ impl<'a> Reader<'a> {
     fn binary(&mut self) -> Result<&'a [u8], WireError> {
         let len = self.u16()?;
         self.take(usize::from(len))
+    }
+
+    /// A variable byte integer (MQTT 5 property lengths).
+    fn varint(&mut self) -> Result<usize, WireError> {
+        match remaining_length(self.0)? {
+            Some((value, len)) => {
+                self.take(len)?;
+                Ok(value)
+            }
+            None => Err(WireError::Malformed("truncated variable byte integer")),
+        }
+    }
+
+    /// MQTT 5 properties: their length, then that many bytes (returned).
+    fn properties(&mut self) -> Result<&'a [u8], WireError> {
+        let len = self.varint()?;
+        self.take(len)
     }
 
     fn string(&mut self) -> Result<String, WireError> {
@@ -262,60 +302,8 @@ pub(crate) fn parse_pkid(packet: &[u8]) -> Result<u16, WireError> {
     Reader(body(packet)?).u16()
 }
 
-/// A SUBSCRIBE: its packet id and each (filter, requested QoS).
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Subscribe {
-    pub(crate) pkid: u16,
-    pub(crate) filters: Vec<(String, u8)>,
-}
-
-pub(crate) fn parse_subscribe(packet: &[u8]) -> Result<Subscribe, WireError> {
-    let mut r = Reader(body(packet)?);
-    let pkid = r.u16()?;
-    let mut filters = Vec::new();
-    while !r.0.is_empty() {
-        let filter = r.string()?;
-        let qos = r.u8()?;
-        filters.push((filter, qos));
-    }
-    if filters.is_empty() {
-        return Err(WireError::Malformed("SUBSCRIBE without a filter"));
-    }
-    Ok(Subscribe { pkid, filters })
-}
-
-/// A SUBSCRIBE with the given filters.
-pub(crate) fn encode_subscribe(pkid: u16, filters: &[(String, u8)]) -> Vec<u8> {
-    let mut body = pkid.to_be_bytes().to_vec();
-    for (filter, qos) in filters {
-        put_binary(&mut body, filter.as_bytes());
-        body.push(*qos);
-    }
-    let mut packet = vec![0x82];
-    encode_remaining_length(&mut packet, body.len());
-    packet.extend(body);
-    packet
-}
-
-/// A SUBACK's packet id and return codes.
-pub(crate) fn parse_suback(packet: &[u8]) -> Result<(u16, &[u8]), WireError> {
-    let b = body(packet)?;
-    if b.len() < 3 {
-        return Err(WireError::Malformed("SUBACK without return codes"));
-    }
-    Ok((u16::from_be_bytes([b[0], b[1]]), &b[2..]))
-}
-
 /// SUBACK return code: the subscription is refused.
 pub(crate) const SUBACK_FAILURE: u8 = 0x80;
-
-pub(crate) fn encode_suback(pkid: u16, codes: &[u8]) -> Vec<u8> {
-    let mut packet = vec![0x90];
-    encode_remaining_length(&mut packet, 2 + codes.len());
-    packet.extend_from_slice(&pkid.to_be_bytes());
-    packet.extend_from_slice(codes);
-    packet
-}
 
 /// PUBACK (`0x40`), PUBREC (`0x50`), PUBCOMP (`0x70`): a packet id only.
 pub(crate) fn encode_ack(first_byte: u8, pkid: u16) -> [u8; 4] {
@@ -632,13 +620,13 @@ mod tests {
             parse_connect(&[0x30, 0x00], 1024),
             Err(WireError::NotConnect)
         );
-        let mut v5 = encode_connect("c", None, 10);
-        v5[8] = 5;
+        let mut v6 = encode_connect("c", None, 10);
+        v6[8] = 6;
         assert_eq!(
-            parse_connect(&v5, 1024),
+            parse_connect(&v6, 1024),
             Err(WireError::UnsupportedProtocol {
                 name: "MQTT".into(),
-                level: 5
+                level: 6
             })
         );
     }
@@ -732,11 +720,23 @@ mod tests {
                 pkid: Some(7)
             })
         );
-        let filters = vec![("a/#".to_owned(), 1), ("b".to_owned(), 0)];
-        let sub = encode_subscribe(9, &filters);
-        assert_eq!(parse_subscribe(&sub), Ok(Subscribe { pkid: 9, filters }));
-        let suback = encode_suback(9, &[1, SUBACK_FAILURE]);
-        assert_eq!(parse_suback(&suback), Ok((9, &[1, 0x80][..])));
+        let sub = v5::Subscribe {
+            pkid: 9,
+            properties: Vec::new(),
+            filters: vec![("a/#".to_owned(), 1), ("b".to_owned(), 0)],
+        };
+        let packet = v5::encode_subscribe(Version::V311, &sub);
+        assert_eq!(
+            packet,
+            [&[0x82, 12, 0, 9, 0, 3][..], b"a/#", &[1, 0, 1], b"b", &[0]].concat()
+        );
+        assert_eq!(v5::parse_subscribe(&packet, Version::V311), Ok(sub));
+        let suback = v5::encode_suback(Version::V311, 9, &[], &[1, SUBACK_FAILURE]);
+        assert_eq!(suback, [0x90, 4, 0, 9, 1, 0x80]);
+        assert_eq!(
+            v5::parse_suback(&suback, Version::V311),
+            Ok((9, Vec::new(), &[1, 0x80][..]))
+        );
         assert_eq!(parse_pkid(&encode_ack(0x62, 5)), Ok(5));
     }
 

@@ -10,11 +10,13 @@
 //! what it already received, and exits. The runtime's MQTT connection
 //! reconnects and resubscribes after a broker restart by itself.
 //!
-//! The broker speaks MQTT 3.1.1 only, so MQTT 5 Response Topic and
-//! Correlation Data are not offered: the token in the payload names the
-//! response topic, as in the seed.
+//! The service connects in MQTT 5 (`mqtt5`), so that it sees a request's
+//! Response Topic and Correlation Data: a request without a usable token
+//! and with a Response Topic is answered there (SPEC §9). The token in the
+//! payload still names the response topic when present, as in the seed.
 
 mod handler;
+mod mqtt5;
 mod ops;
 
 use std::net::SocketAddr;
@@ -24,8 +26,7 @@ use std::time::Duration;
 use lambdaless_contracts::{names, topics, Names};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::config::{ConfigError, LogSettings, MqttSettings};
-use lambdaless_runtime::{admin, mqtt, shutdown, Readiness, ServiceContext, ServiceSettings};
-use rumqttc::QoS;
+use lambdaless_runtime::{admin, shutdown, Readiness, ServiceContext, ServiceSettings};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -137,10 +138,9 @@ impl App {
             names,
         } = self;
         let mqtt_stop = CancellationToken::new();
-        let mut mqtt = mqtt::connect(
+        let mut mqtt = mqtt5::connect(
             &settings.mqtt,
-            vec![(topics::REQUEST_SHARED_FILTER.to_owned(), QoS::AtLeastOnce)],
-            true,
+            topics::REQUEST_SHARED_FILTER,
             mqtt_stop.clone(),
         );
         let readiness = Readiness::default()
@@ -157,6 +157,7 @@ impl App {
             ops: Operations::new(aws, &names),
             mqtt: mqtt.connection.clone(),
             max_request_bytes: settings.max_request_bytes,
+            max_packet_bytes: settings.mqtt.max_packet_bytes,
         };
         let permits = Arc::new(Semaphore::new(settings.max_in_flight));
         let tracker = TaskTracker::new();
@@ -165,7 +166,7 @@ impl App {
             mqtt.connection.clone(),
             ack_rx,
         ));
-        let spawn = |publish: rumqttc::Publish| {
+        let spawn = |publish: rumqttc::v5::mqttbytes::v5::Publish| {
             let handler = handler.clone();
             let permits = permits.clone();
             let ack_tx = ack_tx.clone();

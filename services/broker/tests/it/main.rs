@@ -1,6 +1,7 @@
 //! The broker as its clients see it: real sockets on 127.0.0.1, no mocks.
 
 mod helpers;
+mod shedding;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -18,6 +18,10 @@ pub const MISSING_PAYLOAD: &str = "Missing payload";
 /// A dependency failed; the detail is in the service's log, not the answer.
 pub const TEMPORARILY_UNAVAILABLE: &str = "Temporarily unavailable, try again";
 
+/// The answer would not fit in one MQTT packet (the service's
+/// `mqtt.max_packet_bytes`): sent instead of it, with the request's identifiers.
+pub const MESSAGE_TOO_LARGE: &str = "Message too large to send";
+
 /// Longest token accepted (it becomes a topic level).
 pub const MAX_TOKEN_BYTES: usize = 256;
 
