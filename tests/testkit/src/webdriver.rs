@@ -40,6 +40,22 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Whether `raw` holds a whole response (by `Content-Length`, or the last chunk).
+fn complete(raw: &[u8]) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    if head.contains("transfer-encoding: chunked") {
+        return raw.ends_with(b"0\r\n\r\n");
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    length.is_some_and(|len| raw.len() >= split + 4 + len)
+}
+
 /// Splits an HTTP/1.1 response into (status, body), undoing chunked framing.
 fn parse_response(raw: &[u8]) -> WdResult<(u16, Vec<u8>)> {
     let split = raw
@@ -93,8 +109,21 @@ async fn command(port: u16, method: &str, path: &str, body: Option<Value>) -> Wd
         .write_all(&request_bytes(port, method, path, body.as_ref()))
         .await
         .map_err(|e| e.to_string())?;
+    // chromedriver answers `Connection: close` but leaves the socket open:
+    // read until the framing says the body is complete.
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut raw))
+    let read = async {
+        let mut buf = [0u8; 64 * 1024];
+        while !complete(&raw) {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(Duration::from_secs(120), read)
         .await
         .map_err(|_| format!("{method} {path}: no answer in 120 s"))?
         .map_err(|e| e.to_string())?;
@@ -147,7 +176,7 @@ impl Browser {
             format!("--window-size={width},{height}"),
             // Nothing but loopback: other hosts go to a dead proxy and do not resolve.
             "--proxy-server=http://127.0.0.1:9".to_owned(),
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost".to_owned(),
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1".to_owned(),
             "--disable-background-networking".to_owned(),
             "--disable-component-update".to_owned(),
             "--disable-sync".to_owned(),
@@ -256,7 +285,13 @@ impl Drop for Browser {
                 let path = format!("/session/{}", self.session);
                 let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
                 let _ = s.write_all(&request_bytes(self.port, "DELETE", &path, None));
-                let _ = s.read_to_end(&mut Vec::new());
+                let (mut raw, mut buf) = (Vec::new(), [0u8; 4096]);
+                while !complete(&raw) {
+                    match s.read(&mut buf) {
+                        Ok(n) if n > 0 => raw.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
             }
         }
         // chromedriver leads its own process group: end it and anything left in it.
@@ -303,6 +338,8 @@ mod tests {
         assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
         assert_eq!(decode_base64("iVBORw0KGgo=").unwrap()[..4], *b"\x89PNG");
         let raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n";
+        assert!(complete(raw));
+        assert!(!complete(b"HTTP/1.1 200 OK\r\nContent-Length:5\r\n\r\n{}"));
         let (status, body) = parse_response(raw).unwrap();
         assert_eq!((status, body.as_slice()), (200, &b"{\"a\":1}"[..]));
     }
