@@ -9,7 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+use lambdaless_client::provision::Provisioner;
+use lambdaless_client::seed::{seed_orders, Sizes};
 use lambdaless_client::stream::{request, Response};
+use lambdaless_contracts::names;
 use lambdaless_testkit::webdriver::Browser;
 use lambdaless_testkit::{docker_cli, eventually, Stack, API_KEY, MQTT_OBSERVER_PASSWORD};
 use lambdaless_testkit::{MQTT_OBSERVER_USER, MQTT_PASSWORD, MQTT_SERVICE_PASSWORD, MQTT_USER};
@@ -50,7 +53,7 @@ fn console_env(stack: &Stack) -> Vec<(String, String)> {
             "LAMBDALESS_CONSOLE__HEALTH_TARGETS".into(),
             format!(
                 "api-gateway=self,broker=http://{broker}:9090,mover=http://ll-mover-{id}:9090,\
-                 mqtt-api=http://ll-mqtt-api-{id}:9090,streamer=http://ll-streamer-{id}:8081"
+                 mqtt-api=http://ll-mqtt-api-{id}:9090,fetch-responder=http://ll-fetch-responder-{id}:9090,streamer=http://ll-streamer-{id}:8081"
             ),
         ),
     ]
@@ -97,11 +100,28 @@ async fn the_console_drives_every_pattern_in_a_real_browser_without_leaving_its_
         .unwrap_or_else(|e| panic!("{e}"));
 
     let mut stack = Stack::start().await;
-    stack.provision().await;
+    // The reply queue of `local`, the user the test key is bound to (as in Compose).
+    Provisioner::new(stack.aws.clone(), stack.names.clone())
+        .provision(&["local".to_owned()])
+        .await
+        .expect("provision succeeds");
+    let sizes = Sizes {
+        customers: 5,
+        products: 5,
+        orders: 10,
+        items_per_order: 2,
+    };
+    seed_orders(&stack.aws.dynamodb, &stack.names, sizes, false)
+        .await
+        .unwrap();
+    let doc = json!({ "id": "doc-1", "title": "hello from the console" });
+    stack
+        .put_item(names::DOCUMENTS, doc.as_object().unwrap())
+        .await;
     stack.start_broker().await;
-    stack.start_service("mover").await;
-    stack.start_service("mqtt-api").await;
-    stack.start_service("streamer").await;
+    for service in ["mover", "mqtt-api", "fetch-responder", "streamer"] {
+        stack.start_service(service).await;
+    }
     let env = console_env(&stack);
     let base = start_gateway(&mut stack, &env).await;
     let streamer = format!(
@@ -191,16 +211,26 @@ async fn the_console_drives_every_pattern_in_a_real_browser_without_leaving_its_
         .unwrap()
         .ends_with(" ms"));
 
-    // Orders and health: answered, through the gateway.
+    // Orders, fetch and health: answered, through the gateway.
     browser.click("#gql-run").await.unwrap();
-    wait_text(&browser, "gql-result", "the GraphQL answer", |t| {
-        t.contains("\"data\"")
+    wait_text(&browser, "gql-result", "order 52", |t| {
+        t.contains("orderRef")
     })
     .await;
+    browser.click("#fetch-run").await.unwrap();
+    wait_text(&browser, "fetch-result", "the document", |t| {
+        t.contains("hello from the console")
+    })
+    .await;
+    assert!(browser
+        .text_of("fetch-time")
+        .await
+        .unwrap()
+        .ends_with(" ms"));
     let b = &browser;
     eventually(
         Duration::from_secs(60),
-        "five services shown ready",
+        "six services shown ready",
         || async move {
             let ready = b
                 .exec(
@@ -209,7 +239,7 @@ async fn the_console_drives_every_pattern_in_a_real_browser_without_leaving_its_
                 )
                 .await
                 .unwrap();
-            (ready.as_u64() >= Some(5)).then_some(())
+            (ready.as_u64() >= Some(6)).then_some(())
         },
     )
     .await;

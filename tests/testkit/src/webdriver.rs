@@ -176,7 +176,8 @@ impl Browser {
             format!("--window-size={width},{height}"),
             // Nothing but loopback: other hosts go to a dead proxy and do not resolve.
             "--proxy-server=http://127.0.0.1:9".to_owned(),
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1".to_owned(),
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"
+                .to_owned(),
             "--disable-background-networking".to_owned(),
             "--disable-component-update".to_owned(),
             "--disable-sync".to_owned(),
