@@ -435,6 +435,12 @@ async fn fifty_open_event_streams_keep_the_gateway_under_64_mib() {
         "api-gateway uses {mib:.1} MiB with 50 streams (limit 64)"
     );
     stop.cancel();
+
+    // SIGTERM ends the open streams, so the gateway exits cleanly within its grace period.
+    let gateway = stack.service("api-gateway");
+    gateway.stop(20);
+    assert_eq!(gateway.state(), (false, 0), "{}", gateway.logs());
+    drop(streams);
 }
 
 /// `12.5MiB`, `900KiB`, `1.1GiB` → MiB.
