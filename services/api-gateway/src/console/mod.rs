@@ -12,11 +12,14 @@
 //! - `/console/devices/*`, `/console/stream/{table}`: the buttons ([`actions`]).
 //! - `/console/health`: every service's readiness and headline metrics ([`health`]).
 //!
+//! [`doc`] describes every one of these routes in `GET /openapi.json`.
+//!
 //! The page calls the public routes (`/users`, `/status`, `/graphql`,
 //! `/fetch`) directly with the key the user typed. Nothing here sits on
 //! those routes' path: the console adds no middleware to the API.
 
 pub mod actions;
+pub mod doc;
 pub mod events;
 pub mod health;
 pub mod settings;
