@@ -24,7 +24,7 @@ const ARTISTS: usize = 300;
 const XSS: &str = r#"<script>window.__xss=1</script>"><img src=x onerror="window.__xss=2">"#;
 
 /// The gateway's console settings for this stack (broker, streamer, health targets).
-fn console_env(stack: &Stack) -> Vec<(String, String)> {
+pub(crate) fn console_env(stack: &Stack) -> Vec<(String, String)> {
     let id = &stack.id;
     let broker = format!("ll-broker-{id}");
     vec![
