@@ -12,7 +12,7 @@
 # mmdebstrap (the moto emulator image); python3 with pip (moto's wheels); binutils (readelf,
 # to check what a binary links); mosquitto and mosquitto-clients (the comparison broker of
 # `lambdaless bench broker`, and `mosquitto_pub`/`mosquitto_sub`, third-party clients the
-# test suite drives); a venv with paho-mqtt at $LL_CACHE_DIR/paho-venv (the other third-party
+# test suite drives); chromium and chromium-driver (the console's browser test); a venv with paho-mqtt at $LL_CACHE_DIR/paho-venv (the other third-party
 # client, for the suite and the benchmark; pip uses the machine's configured index).
 # The Rust toolchain is expected on the machine (rustup).
 set -euo pipefail
@@ -45,6 +45,9 @@ have openssl || pkgs+=(openssl)
 have mosquitto || [[ -x /usr/sbin/mosquitto ]] || pkgs+=(mosquitto)
 have mosquitto_pub || pkgs+=(mosquitto-clients)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
+# The console's browser test (tests/it/console.rs) drives a real headless Chromium.
+[[ -x /usr/bin/chromium ]] || pkgs+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || pkgs+=(chromium-driver)
 [[ $dev -eq 0 ]] || have shellcheck || pkgs+=(shellcheck)
 have cargo || notes+=("cargo not found: install the Rust toolchain (rustup) to build the services")
 

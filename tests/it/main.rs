@@ -1,6 +1,7 @@
 //! The cross-service integration suite: one binary, one module per area.
 //! Each test starts its own [`lambdaless_testkit::Stack`] of real containers.
 
+mod console;
 mod devices;
 mod faults;
 mod fetch;

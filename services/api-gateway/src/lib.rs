@@ -8,6 +8,7 @@
 //! `/healthz`, `/readyz`, `/metrics`, `/openapi.json` and the playground page
 //! need no credentials.
 
+pub mod console;
 pub mod error;
 pub mod graphql;
 pub mod openapi;
@@ -130,6 +131,15 @@ impl App {
                 ),
                 auth::FETCH,
             ))
+            .merge(console::router(console::Deps {
+                settings: s.console.clone(),
+                authorizer: self.authorizer.clone(),
+                limits: limits.clone(),
+                aws: self.aws.clone(),
+                names: self.names.clone(),
+                port: self.local_addr().port(),
+                stop: self.ctx.shutdown.clone(),
+            }))
             .route("/graphql", get(graphql::playground))
             .route("/openapi.json", get(openapi::document))
             .merge(admin::router(readiness, self.ctx.metrics.clone()))

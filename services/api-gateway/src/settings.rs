@@ -22,6 +22,8 @@ pub struct Settings {
     pub graphql: GraphqlSettings,
     /// `GET /fetch/{fetchId}`: how long to wait for fetch-responder's reply.
     pub fetch_timeout_secs: u64,
+    /// The web console (`/console`).
+    pub console: crate::console::ConsoleSettings,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
             cors_origins: "*".to_owned(),
             graphql: GraphqlSettings::default(),
             fetch_timeout_secs: 10,
+            console: Default::default(),
         }
     }
 }
@@ -81,6 +84,7 @@ impl ServiceSettings for Settings {
         lambdaless_runtime::config::names(&self.prefix)?;
         self.auth.validate()?;
         self.throttle.validate()?;
+        self.console.validate()?;
         if self.body_limit_bytes < 256 {
             return Err(ConfigError::value("body_limit_bytes", "must be ≥ 256"));
         }

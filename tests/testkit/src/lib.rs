@@ -24,6 +24,7 @@ use testcontainers::{Container, GenericImage, RunnableImage};
 
 pub mod emulator;
 pub mod fault_proxy;
+pub mod webdriver;
 
 pub use emulator::{Depth, Received};
 
