@@ -28,8 +28,8 @@ use axum::Router;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::auth::{self, Authorizer, Guard, KeysAndJwt, Limits};
 use lambdaless_runtime::aws::{self, AwsClients};
-use lambdaless_runtime::{admin, Readiness, ServiceContext};
-use tokio::net::TcpListener;
+use lambdaless_runtime::{admin, Base, Readiness, Service};
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -39,37 +39,43 @@ pub use settings::{GraphqlSettings, Settings, ThrottleSettings};
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub struct App {
+    base: Base,
     settings: Settings,
-    ctx: ServiceContext,
-    listener: TcpListener,
     aws: AwsClients,
     names: Names,
     authorizer: Arc<dyn Authorizer>,
 }
 
-impl App {
+impl Service for App {
+    type Settings = Settings;
+
     /// Binds the service port (0 picks a free one).
-    pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
-        let listener = admin::bind(settings.port).await?;
-        let names = lambdaless_runtime::config::names(&settings.prefix)?;
+    async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let base = Base::bind::<Settings>(&settings.common).await?;
+        let names = base.names()?;
         let authorizer: Arc<dyn Authorizer> = Arc::new(KeysAndJwt::from_settings(&settings.auth)?);
         let aws = aws::load().await;
         Ok(Self {
+            base,
             settings,
-            ctx,
-            listener,
             aws,
             names,
             authorizer,
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+    fn local_addr(&self) -> SocketAddr {
+        self.base.local_addr()
     }
 
+    /// Serves until `shutdown`, then lets in-flight requests finish.
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let router = self.router();
+        self.base.serve(router, shutdown).await
+    }
+}
+
+impl App {
     /// The whole HTTP surface.
     pub fn router(&self) -> Router {
         let s = &self.settings;
@@ -132,7 +138,7 @@ impl App {
             ))
             .route("/graphql", get(graphql::playground))
             .route("/openapi.json", get(openapi::document))
-            .merge(admin::router(readiness, self.ctx.metrics.clone()))
+            .merge(self.base.admin_router(readiness))
             .fallback(error::no_such_route)
             .method_not_allowed_fallback(error::method_not_allowed)
             .layer(DefaultBodyLimit::max(s.body_limit_bytes))
@@ -151,15 +157,6 @@ impl App {
                 }),
             )
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-    }
-
-    /// Serves until `ctx.shutdown`, then lets in-flight requests finish.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let router = self.router();
-        let addr = self.local_addr();
-        tracing::info!(startup_ms = self.ctx.elapsed_ms(), %addr, "api-gateway listening");
-        admin::serve(self.listener, router, self.ctx.shutdown.clone()).await?;
-        Ok(())
     }
 }
 

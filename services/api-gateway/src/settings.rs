@@ -1,18 +1,17 @@
 //! Settings of `api-gateway` (defaults here; `config/api-gateway.toml`; `LAMBDALESS_*`).
 
-use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
-use lambdaless_runtime::ServiceSettings;
+use lambdaless_runtime::config::{AuthSettings, ConfigError};
 pub use lambdaless_runtime::ThrottleSettings;
+use lambdaless_runtime::{Common, ServiceSettings};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    pub log: LogSettings,
-    /// The service port; also serves `/healthz`, `/readyz`, `/metrics`.
-    pub port: u16,
-    /// Prepended to every queue and table name.
-    pub prefix: String,
+    /// `log`, `port` (the service port, also `/healthz`, `/readyz`,
+    /// `/metrics`), `prefix`.
+    #[serde(skip)]
+    pub common: Common,
     pub auth: AuthSettings,
     pub throttle: ThrottleSettings,
     /// Larger request bodies get 413.
@@ -27,9 +26,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            log: LogSettings::default(),
-            port: 8080,
-            prefix: String::new(),
+            common: Common::http(8080),
             auth: AuthSettings::default(),
             throttle: ThrottleSettings::default(),
             body_limit_bytes: 16 * 1024,
@@ -69,16 +66,11 @@ impl Default for GraphqlSettings {
 impl ServiceSettings for Settings {
     const SERVICE: &'static str = "api-gateway";
 
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    fn health_port(&self) -> u16 {
-        self.port
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        lambdaless_runtime::config::names(&self.prefix)?;
         self.auth.validate()?;
         self.throttle.validate()?;
         if self.body_limit_bytes < 256 {

@@ -46,7 +46,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lambdaless_runtime::{admin, Readiness, ReadinessCheck, ServiceContext};
+use lambdaless_runtime::service::elapsed_ms;
+use lambdaless_runtime::{Base, Readiness, ReadinessCheck, Service};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -65,41 +66,13 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A built, not yet running, broker: every public socket is bound.
 pub struct App {
+    base: Base,
     settings: Settings,
-    ctx: ServiceContext,
-    admin: TcpListener,
     mqtt: TcpListener,
     ws: TcpListener,
 }
 
 impl App {
-    /// Binds the admin, MQTT and WebSocket listeners (port 0 picks a free
-    /// port; see the `*_addr` methods).
-    pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
-        let admin = TcpListener::bind(("0.0.0.0", settings.admin_port))
-            .await
-            .with_context(|| format!("cannot bind admin port {}", settings.admin_port))?;
-        let mqtt = TcpListener::bind(settings.mqtt_listen)
-            .await
-            .with_context(|| format!("cannot bind MQTT listener {}", settings.mqtt_listen))?;
-        let ws = TcpListener::bind(settings.ws_listen)
-            .await
-            .with_context(|| format!("cannot bind WebSocket listener {}", settings.ws_listen))?;
-        Ok(Self {
-            settings,
-            ctx,
-            admin,
-            mqtt,
-            ws,
-        })
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("bound listener has an address")
-    }
-
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt
             .local_addr()
@@ -109,16 +82,41 @@ impl App {
     pub fn ws_addr(&self) -> SocketAddr {
         self.ws.local_addr().expect("bound listener has an address")
     }
+}
+
+impl Service for App {
+    type Settings = Settings;
+
+    /// Binds the admin, MQTT and WebSocket listeners (port 0 picks a free
+    /// port; see `local_addr` and the `*_addr` methods).
+    async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let base = Base::bind::<Settings>(&settings.common).await?;
+        let mqtt = TcpListener::bind(settings.mqtt_listen)
+            .await
+            .with_context(|| format!("cannot bind MQTT listener {}", settings.mqtt_listen))?;
+        let ws = TcpListener::bind(settings.ws_listen)
+            .await
+            .with_context(|| format!("cannot bind WebSocket listener {}", settings.ws_listen))?;
+        Ok(Self {
+            base,
+            settings,
+            mqtt,
+            ws,
+        })
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.base.local_addr()
+    }
 
     /// Starts rumqttd, waits until it accepts logins, then serves until
-    /// `ctx.shutdown` (or until rumqttd stops, which is an error).
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// `shutdown` (or until rumqttd stops, which is an error).
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let (mqtt_addr, ws_addr, admin_addr) =
-            (self.mqtt_addr(), self.ws_addr(), self.admin_addr());
+            (self.mqtt_addr(), self.ws_addr(), self.local_addr());
         let Self {
+            base,
             settings,
-            ctx,
-            admin,
             mqtt,
             ws,
         } = self;
@@ -161,29 +159,22 @@ impl App {
             alive.clone(),
             serving.clone(),
         ));
-        let admin_stop = CancellationToken::new();
-        let admin_task = tokio::spawn(admin::serve(
-            admin,
-            admin::router(readiness, ctx.metrics.clone()),
-            admin_stop.clone(),
-        ));
+        let running = base.serve_admin(readiness)?;
 
         let started = Instant::now();
         let ready = tokio::select! {
             r = wait_until_ready(&probe) => r,
             reason = &mut exited => Err(reason.unwrap_or_else(|_| "rumqttd thread ended".to_owned())),
-            _ = ctx.shutdown.cancelled() => Ok(()),
+            _ = shutdown.cancelled() => Ok(()),
         };
         if let Err(reason) = ready {
             stop.cancel();
-            admin_stop.cancel();
-            let _ = admin_task.await;
+            let _ = running.stop().await;
             anyhow::bail!("embedded rumqttd did not become ready: {reason}");
         }
-        if ctx.shutdown.is_cancelled() {
+        if shutdown.is_cancelled() {
             stop.cancel();
-            admin_stop.cancel();
-            return admin_task.await?.map_err(Into::into);
+            return running.stop().await;
         }
 
         let gate = Arc::new(Gate {
@@ -210,7 +201,7 @@ impl App {
         }
         serving.store(true, Ordering::Relaxed);
         tracing::info!(
-            startup_ms = ctx.elapsed_ms(),
+            startup_ms = elapsed_ms(),
             rumqttd_ready_ms = started.elapsed().as_millis() as u64,
             mqtt = %mqtt_addr,
             ws = %ws_addr,
@@ -220,7 +211,7 @@ impl App {
         );
 
         let outcome = tokio::select! {
-            _ = ctx.shutdown.cancelled() => Ok(()),
+            _ = shutdown.cancelled() => Ok(()),
             reason = &mut exited => Err(anyhow::anyhow!(
                 "embedded rumqttd stopped: {}",
                 reason.unwrap_or_else(|_| "thread ended".to_owned())
@@ -238,8 +229,7 @@ impl App {
             open_sessions = settings.max_connections.saturating_sub(open),
             "listeners closed; open client connections close as the process exits"
         );
-        admin_stop.cancel();
-        admin_task.await??;
+        running.stop().await?;
         outcome
     }
 }

@@ -19,20 +19,19 @@ use axum::Router;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::auth::{self, Guard, Limits};
 use lambdaless_runtime::aws::{self, AwsClients};
-use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
+use lambdaless_runtime::config::{AuthSettings, ConfigError};
 use lambdaless_runtime::ThrottleSettings;
-use lambdaless_runtime::{admin, error, Readiness, ServiceContext, ServiceSettings};
+use lambdaless_runtime::{admin, error, Base, Common, Readiness, Service, ServiceSettings};
 use serde::Deserialize;
-use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    pub log: LogSettings,
-    /// The service port; also serves `/healthz`, `/readyz`, `/metrics`.
-    pub port: u16,
-    /// Prepended to every queue and table name.
-    pub prefix: String,
+    /// `log`, `port` (the service port, also `/healthz`, `/readyz`,
+    /// `/metrics`), `prefix`.
+    #[serde(skip)]
+    pub common: Common,
     pub auth: AuthSettings,
     /// Per-principal request rate (the gateway's `LAMBDALESS_THROTTLE__*`).
     pub throttle: ThrottleSettings,
@@ -50,9 +49,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            log: LogSettings::default(),
-            port: 8081,
-            prefix: String::new(),
+            common: Common::http(8081),
             auth: AuthSettings::default(),
             throttle: ThrottleSettings::default(),
             max_streams_per_principal: 4,
@@ -76,12 +73,8 @@ impl Default for Settings {
 impl ServiceSettings for Settings {
     const SERVICE: &'static str = "streamer";
 
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    fn health_port(&self) -> u16 {
-        self.port
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -106,7 +99,7 @@ impl ServiceSettings for Settings {
                 format!("must be 1..={}", dump::MAX_COUNT),
             ));
         }
-        lambdaless_runtime::config::names(&self.prefix).map(|_| ())
+        Ok(())
     }
 }
 
@@ -124,36 +117,34 @@ pub struct AppState {
 }
 
 pub struct App {
+    base: Base,
     settings: Settings,
-    ctx: ServiceContext,
-    listener: TcpListener,
     aws: AwsClients,
     names: Names,
 }
 
-impl App {
+impl Service for App {
+    type Settings = Settings;
+
     /// Binds the service port (0 picks a free one).
-    pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
-        let listener = admin::bind(settings.port).await?;
-        let names = lambdaless_runtime::config::names(&settings.prefix)?;
+    async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let base = Base::bind::<Settings>(&settings.common).await?;
+        let names = base.names()?;
         let aws = aws::load().await;
         Ok(Self {
+            base,
             settings,
-            ctx,
-            listener,
             aws,
             names,
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+    fn local_addr(&self) -> SocketAddr {
+        self.base.local_addr()
     }
 
-    /// Serves until `ctx.shutdown`, then lets in-flight requests finish.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Serves until `shutdown`, then lets in-flight requests finish.
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let readiness = Readiness::default().with(aws::dynamodb_check(
             self.aws.dynamodb.clone(),
             self.names.name(names::ARTISTS),
@@ -188,7 +179,9 @@ impl App {
             .route("/dump", post(dump::handler))
             .with_state(state)
             .route_layer(guard(Guard::new(authorizer, limits, auth::STREAM_WRITE)));
-        let router = admin::router(readiness, self.ctx.metrics.clone())
+        let router = self
+            .base
+            .admin_router(readiness)
             .merge(streams)
             .merge(dumps)
             .route(
@@ -198,9 +191,6 @@ impl App {
             .fallback(error::no_such_route)
             .method_not_allowed_fallback(error::method_not_allowed)
             .layer(axum::middleware::from_fn(admin::track_http));
-        let addr = self.local_addr();
-        tracing::info!(startup_ms = self.ctx.elapsed_ms(), %addr, "streamer listening");
-        admin::serve(self.listener, router, self.ctx.shutdown.clone()).await?;
-        Ok(())
+        self.base.serve(router, shutdown).await
     }
 }
