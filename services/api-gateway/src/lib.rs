@@ -16,7 +16,6 @@ pub mod users;
 
 pub mod fetch;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,10 +24,10 @@ use axum::http::{header, HeaderName, HeaderValue, Method, Request};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use axum::Router;
-use lambdaless_contracts::{names, Names};
+use lambdaless_contracts::names;
 use lambdaless_runtime::auth::{self, Authorizer, Guard, KeysAndJwt, Limits};
 use lambdaless_runtime::aws::{self, AwsClients};
-use lambdaless_runtime::{admin, Base, Readiness, Service};
+use lambdaless_runtime::{admin, Base, Readiness, Run};
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -38,47 +37,41 @@ pub use settings::{GraphqlSettings, Settings, ThrottleSettings};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub struct App {
-    base: Base,
-    settings: Settings,
+/// A built, not yet running, api-gateway.
+pub type App = lambdaless_runtime::App<Gateway>;
+
+/// The gateway's own part: its AWS clients and authorizer.
+pub struct Gateway {
     aws: AwsClients,
-    names: Names,
     authorizer: Arc<dyn Authorizer>,
 }
 
-impl Service for App {
+impl Run for Gateway {
     type Settings = Settings;
 
-    /// Binds the service port (0 picks a free one).
-    async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let base = Base::bind::<Settings>(&settings.common).await?;
-        let names = base.names()?;
+    /// Prepares the authorizer and the clients; no network I/O yet.
+    async fn prepare(settings: &Settings) -> anyhow::Result<Self> {
         let authorizer: Arc<dyn Authorizer> = Arc::new(KeysAndJwt::from_settings(&settings.auth)?);
         let aws = aws::load().await;
-        Ok(Self {
-            base,
-            settings,
-            aws,
-            names,
-            authorizer,
-        })
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.base.local_addr()
+        Ok(Self { aws, authorizer })
     }
 
     /// Serves until `shutdown`, then lets in-flight requests finish.
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let router = self.router();
-        self.base.serve(router, shutdown).await
+    async fn run(
+        self,
+        base: Base,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let router = self.router(&base, &settings)?;
+        base.serve(router, shutdown).await
     }
 }
 
-impl App {
+impl Gateway {
     /// The whole HTTP surface.
-    pub fn router(&self) -> Router {
-        let s = &self.settings;
+    pub fn router(&self, base: &Base, s: &Settings) -> anyhow::Result<Router> {
+        let names = base.names()?;
         let limits = Limits::new(&s.auth, &s.throttle);
         let guarded = |router: Router, scope: &'static str| {
             router.route_layer(from_fn_with_state(
@@ -89,9 +82,9 @@ impl App {
 
         let users_state = users::UsersState {
             aws: self.aws.clone(),
-            queue: self.names.name(names::USERS_CREATE),
+            queue: names.name(names::USERS_CREATE),
             queue_url: Arc::default(),
-            table: self.names.name(names::USERS),
+            table: names.name(names::USERS),
         };
         let (write, read) = users::router(users_state);
 
@@ -104,10 +97,10 @@ impl App {
                 ),
             }),
             tables: graphql::schema::Tables {
-                customers: self.names.name(names::CUSTOMERS),
-                products: self.names.name(names::PRODUCTS),
-                orders: self.names.name(names::ORDERS),
-                order_items: self.names.name(names::ORDER_ITEMS),
+                customers: names.name(names::CUSTOMERS),
+                products: names.name(names::PRODUCTS),
+                orders: names.name(names::ORDERS),
+                order_items: names.name(names::ORDER_ITEMS),
             },
         };
         let gql = graphql::GraphqlState::new(source, s.graphql.max_depth, s.graphql.max_complexity);
@@ -115,30 +108,27 @@ impl App {
         let readiness = Readiness::default()
             .with(aws::sqs_check(
                 self.aws.sqs.clone(),
-                self.names.name(names::USERS_CREATE),
+                names.name(names::USERS_CREATE),
             ))
             .with(aws::dynamodb_check(
                 self.aws.dynamodb.clone(),
-                self.names.name(names::USERS),
+                names.name(names::USERS),
             ));
 
-        Router::new()
+        let router = Router::new()
             .merge(guarded(write, auth::USERS_WRITE))
             .merge(guarded(read, auth::USERS_READ))
             .merge(guarded(graphql::router(gql.clone()), auth::ORDERS_READ))
             .merge(guarded(
                 fetch::routes(
-                    lambdaless_client::fetch::FetchClient::new(
-                        self.aws.sqs.clone(),
-                        self.names.clone(),
-                    ),
+                    lambdaless_client::fetch::FetchClient::new(self.aws.sqs.clone(), names.clone()),
                     Duration::from_secs(s.fetch_timeout_secs),
                 ),
                 auth::FETCH,
             ))
             .route("/graphql", get(graphql::playground))
             .route("/openapi.json", get(openapi::document))
-            .merge(self.base.admin_router(readiness))
+            .merge(base.admin_router(readiness))
             .fallback(error::no_such_route)
             .method_not_allowed_fallback(error::method_not_allowed)
             .layer(DefaultBodyLimit::max(s.body_limit_bytes))
@@ -156,7 +146,8 @@ impl App {
                     path = %req.uri().path(), principal = tracing::field::Empty)
                 }),
             )
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+        Ok(router)
     }
 }
 

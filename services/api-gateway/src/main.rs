@@ -1,5 +1,5 @@
 //! `api-gateway` binary: see the library for what it does.
 
 fn main() -> std::process::ExitCode {
-    lambdaless_runtime::service::main::<api_gateway::App>()
+    lambdaless_runtime::service::main::<api_gateway::Gateway>()
 }

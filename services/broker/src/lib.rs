@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use lambdaless_runtime::service::elapsed_ms;
-use lambdaless_runtime::{Base, Readiness, ReadinessCheck, Service};
+use lambdaless_runtime::{Base, Readiness, ReadinessCheck, Run};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -65,14 +65,15 @@ pub use settings::{Account, Settings};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A built, not yet running, broker: every public socket is bound.
-pub struct App {
-    base: Base,
-    settings: Settings,
+pub type App = lambdaless_runtime::App<Broker>;
+
+/// The broker's own part: its public MQTT and WebSocket listeners.
+pub struct Broker {
     mqtt: TcpListener,
     ws: TcpListener,
 }
 
-impl App {
+impl Broker {
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt
             .local_addr()
@@ -84,42 +85,32 @@ impl App {
     }
 }
 
-impl Service for App {
+impl Run for Broker {
     type Settings = Settings;
 
-    /// Binds the admin, MQTT and WebSocket listeners (port 0 picks a free
-    /// port; see `local_addr` and the `*_addr` methods).
-    async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let base = Base::bind::<Settings>(&settings.common).await?;
+    /// Binds the MQTT and WebSocket listeners (port 0 picks a free port; see
+    /// the `*_addr` methods).
+    async fn prepare(settings: &Settings) -> anyhow::Result<Self> {
         let mqtt = TcpListener::bind(settings.mqtt_listen)
             .await
             .with_context(|| format!("cannot bind MQTT listener {}", settings.mqtt_listen))?;
         let ws = TcpListener::bind(settings.ws_listen)
             .await
             .with_context(|| format!("cannot bind WebSocket listener {}", settings.ws_listen))?;
-        Ok(Self {
-            base,
-            settings,
-            mqtt,
-            ws,
-        })
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.base.local_addr()
+        Ok(Self { mqtt, ws })
     }
 
     /// Starts rumqttd, waits until it accepts logins, then serves until
     /// `shutdown` (or until rumqttd stops, which is an error).
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(
+        self,
+        base: Base,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let (mqtt_addr, ws_addr, admin_addr) =
-            (self.mqtt_addr(), self.ws_addr(), self.local_addr());
-        let Self {
-            base,
-            settings,
-            mqtt,
-            ws,
-        } = self;
+            (self.mqtt_addr(), self.ws_addr(), base.local_addr());
+        let Self { mqtt, ws } = self;
         telemetry::register();
         let users = Users::new(settings.users.clone(), settings.allow_anonymous);
         if users.allow_anonymous() {

@@ -1,5 +1,5 @@
 //! `broker` binary: see the library for what it does.
 
 fn main() -> std::process::ExitCode {
-    lambdaless_runtime::service::main::<broker::App>()
+    lambdaless_runtime::service::main::<broker::Broker>()
 }

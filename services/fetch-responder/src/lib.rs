@@ -10,12 +10,10 @@
 pub use lambdaless_contracts::fetch as request;
 pub mod responder;
 
-use std::net::SocketAddr;
-
-use lambdaless_contracts::{names, Names};
+use lambdaless_contracts::names;
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::config::ConfigError;
-use lambdaless_runtime::{Base, Common, Readiness, Service, ServiceSettings};
+use lambdaless_runtime::{Base, Common, Readiness, Run, ServiceSettings};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -62,51 +60,47 @@ impl ServiceSettings for Settings {
 }
 
 /// A built, not yet running, fetch-responder.
-pub struct App {
-    base: Base,
-    settings: Settings,
+pub type App = lambdaless_runtime::App<Responder>;
+
+/// The fetch-responder's own part: its AWS clients.
+pub struct Responder {
     aws: AwsClients,
-    names: Names,
 }
 
-impl Service for App {
+impl Run for Responder {
     type Settings = Settings;
 
-    /// Binds the admin port and prepares the clients; no network I/O yet.
-    async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let base = Base::bind::<Settings>(&settings.common).await?;
-        let names = base.names()?;
-        let aws = aws::load().await;
+    /// Prepares the clients; no network I/O yet.
+    async fn prepare(_: &Settings) -> anyhow::Result<Self> {
         Ok(Self {
-            base,
-            settings,
-            aws,
-            names,
+            aws: aws::load().await,
         })
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.base.local_addr()
     }
 
     /// Answers requests until `shutdown`, then finishes the ones in hand
     /// within the drain timeout.
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(
+        self,
+        base: Base,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let names = base.names()?;
         let readiness = Readiness::default()
             .with(aws::sqs_check(
                 self.aws.sqs.clone(),
-                self.names.name(names::FETCH_REQUESTS),
+                names.name(names::FETCH_REQUESTS),
             ))
             .with(aws::dynamodb_check(
                 self.aws.dynamodb.clone(),
-                self.names.name(names::DOCUMENTS),
+                names.name(names::DOCUMENTS),
             ));
-        let running = self.base.serve_admin(readiness)?;
+        let running = base.serve_admin(readiness)?;
         let tracker = TaskTracker::new();
         if let Some(worker) =
-            responder::worker(&self.aws, &self.names, self.settings.wait_secs, &shutdown).await
+            responder::worker(&self.aws, &names, settings.wait_secs, &shutdown).await
         {
-            worker.spawn(self.settings.pollers, &tracker, &shutdown);
+            worker.spawn(settings.pollers, &tracker, &shutdown);
         }
         shutdown.cancelled().await;
         running.drain(&tracker).await;

@@ -1,5 +1,5 @@
 //! `fetch-responder` binary: see the library for what it does.
 
 fn main() -> std::process::ExitCode {
-    lambdaless_runtime::service::main::<fetch_responder::App>()
+    lambdaless_runtime::service::main::<fetch_responder::Responder>()
 }

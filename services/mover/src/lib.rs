@@ -10,54 +10,41 @@ pub mod devices;
 mod settings;
 pub mod users;
 
-use std::net::SocketAddr;
-
-use lambdaless_contracts::{names, Names};
+use lambdaless_contracts::names;
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::mqtt::{self, MqttConnection};
-use lambdaless_runtime::{Base, Readiness, Service};
+use lambdaless_runtime::{Base, Readiness, Run};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use settings::{DevicesSettings, Settings, UsersSettings};
 
 /// A built, not yet running, mover.
-pub struct App {
-    base: Base,
-    settings: Settings,
+pub type App = lambdaless_runtime::App<Mover>;
+
+/// The mover's own part: its AWS clients.
+pub struct Mover {
     aws: AwsClients,
-    names: Names,
 }
 
-impl Service for App {
+impl Run for Mover {
     type Settings = Settings;
 
-    /// Binds the admin port and prepares the clients; does no network I/O to AWS.
-    async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let base = Base::bind::<Settings>(&settings.common).await?;
-        let names = base.names()?;
+    /// Prepares the clients; does no network I/O to AWS.
+    async fn prepare(_: &Settings) -> anyhow::Result<Self> {
         let aws = aws::load().await;
-        Ok(Self {
-            base,
-            settings,
-            aws,
-            names,
-        })
-    }
-
-    fn local_addr(&self) -> SocketAddr {
-        self.base.local_addr()
+        Ok(Self { aws })
     }
 
     /// Runs until `shutdown`; then stops polling, finishes the batches in
     /// hand within the drain timeout, and returns.
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self {
-            base,
-            settings,
-            aws,
-            names,
-        } = self;
+    async fn run(
+        self,
+        base: Base,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (aws, names) = (self.aws, base.names()?);
         // The broker connection outlives the drain so notifications of the
         // last batches still go out.
         let mqtt_stop = CancellationToken::new();

@@ -1,5 +1,5 @@
 //! `mover` binary: see the library for what it does.
 
 fn main() -> std::process::ExitCode {
-    lambdaless_runtime::service::main::<mover::App>()
+    lambdaless_runtime::service::main::<mover::Mover>()
 }

@@ -17,14 +17,13 @@
 mod handler;
 mod ops;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambdaless_contracts::{names, topics, Names};
+use lambdaless_contracts::{names, topics};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::config::{ConfigError, MqttSettings};
-use lambdaless_runtime::{mqtt, Base, Common, Readiness, Service, ServiceSettings};
+use lambdaless_runtime::{mqtt, Base, Common, Readiness, Run, ServiceSettings};
 use rumqttc::QoS;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -86,41 +85,31 @@ impl ServiceSettings for Settings {
 }
 
 /// A built, not yet running, mqtt-api.
-pub struct App {
-    base: Base,
-    settings: Settings,
+pub type App = lambdaless_runtime::App<Api>;
+
+/// mqtt-api's own part: its AWS clients.
+pub struct Api {
     aws: AwsClients,
-    names: Names,
 }
 
-impl Service for App {
+impl Run for Api {
     type Settings = Settings;
 
-    /// Binds the admin port and prepares the clients; no network I/O yet.
-    async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let base = Base::bind::<Settings>(&settings.common).await?;
-        let names = base.names()?;
-        let aws = aws::load().await;
-        Ok(Self {
-            base,
-            settings,
-            aws,
-            names,
+    /// Prepares the clients; no network I/O yet.
+    async fn prepare(_: &Settings) -> anyhow::Result<Self> {
+        Ok(Api {
+            aws: aws::load().await,
         })
     }
 
-    fn local_addr(&self) -> SocketAddr {
-        self.base.local_addr()
-    }
-
     /// Serves requests until `shutdown`, then drains and returns.
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self {
-            base,
-            settings,
-            aws,
-            names,
-        } = self;
+    async fn run(
+        self,
+        base: Base,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (aws, names) = (self.aws, base.names()?);
         let mqtt_stop = CancellationToken::new();
         let mut mqtt = mqtt::connect(
             &settings.mqtt,

@@ -1,5 +1,5 @@
 //! `mqtt-api` binary: see the library for what it does.
 
 fn main() -> std::process::ExitCode {
-    lambdaless_runtime::service::main::<mqtt_api::App>()
+    lambdaless_runtime::service::main::<mqtt_api::Api>()
 }

@@ -12,8 +12,6 @@ pub mod dump;
 pub mod openapi;
 pub mod stream;
 
-use std::net::SocketAddr;
-
 use axum::routing::{get, post};
 use axum::Router;
 use lambdaless_contracts::{names, Names};
@@ -21,7 +19,7 @@ use lambdaless_runtime::auth::{self, Guard, Limits};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::config::{AuthSettings, ConfigError};
 use lambdaless_runtime::ThrottleSettings;
-use lambdaless_runtime::{admin, error, Base, Common, Readiness, Service, ServiceSettings};
+use lambdaless_runtime::{admin, error, Base, Common, Readiness, Run, ServiceSettings};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -116,46 +114,43 @@ pub struct AppState {
     pub max_dump_count: u64,
 }
 
-pub struct App {
-    base: Base,
-    settings: Settings,
+/// A built, not yet running, streamer.
+pub type App = lambdaless_runtime::App<Streamer>;
+
+/// The streamer's own part: its DynamoDB client.
+pub struct Streamer {
     aws: AwsClients,
-    names: Names,
 }
 
-impl Service for App {
+impl Run for Streamer {
     type Settings = Settings;
 
-    /// Binds the service port (0 picks a free one).
-    async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let base = Base::bind::<Settings>(&settings.common).await?;
-        let names = base.names()?;
-        let aws = aws::load().await;
-        Ok(Self {
-            base,
-            settings,
-            aws,
-            names,
+    /// Prepares the clients; no network I/O yet.
+    async fn prepare(_: &Settings) -> anyhow::Result<Self> {
+        Ok(Streamer {
+            aws: aws::load().await,
         })
     }
 
-    fn local_addr(&self) -> SocketAddr {
-        self.base.local_addr()
-    }
-
     /// Serves until `shutdown`, then lets in-flight requests finish.
-    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(
+        self,
+        base: Base,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let names = base.names()?;
         let readiness = Readiness::default().with(aws::dynamodb_check(
             self.aws.dynamodb.clone(),
-            self.names.name(names::ARTISTS),
+            names.name(names::ARTISTS),
         ));
-        let s = &self.settings;
+        let s = &settings;
         let max_segments = s
             .max_segments_per_principal
             .min(stream::MAX_SEGMENTS as usize) as i32;
         let state = AppState {
             dynamodb: self.aws.dynamodb.clone(),
-            names: self.names.clone(),
+            names: names.clone(),
             tables: access::parse_tables(&s.tables)?.into(),
             slots: access::Slots::new(s.max_streams_per_principal, s.max_segments_per_principal),
             max_segments: (s
@@ -179,8 +174,7 @@ impl Service for App {
             .route("/dump", post(dump::handler))
             .with_state(state)
             .route_layer(guard(Guard::new(authorizer, limits, auth::STREAM_WRITE)));
-        let router = self
-            .base
+        let router = base
             .admin_router(readiness)
             .merge(streams)
             .merge(dumps)
@@ -191,6 +185,6 @@ impl Service for App {
             .fallback(error::no_such_route)
             .method_not_allowed_fallback(error::method_not_allowed)
             .layer(axum::middleware::from_fn(admin::track_http));
-        self.base.serve(router, shutdown).await
+        base.serve(router, shutdown).await
     }
 }

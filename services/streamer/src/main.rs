@@ -1,5 +1,5 @@
 //! `streamer` binary: see the library for what it does.
 
 fn main() -> std::process::ExitCode {
-    lambdaless_runtime::service::main::<streamer::App>()
+    lambdaless_runtime::service::main::<streamer::Streamer>()
 }

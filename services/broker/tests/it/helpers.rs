@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use broker::{Account, App, Role, Settings};
-use lambdaless_runtime::{Common, Service};
+use lambdaless_runtime::Common;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -53,7 +53,7 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestAp
     let app = App::build(settings).await.expect("broker builds");
     let mut admin = app.local_addr();
     admin.set_ip([127, 0, 0, 1].into());
-    let (mqtt, ws) = (app.mqtt_addr(), app.ws_addr());
+    let (mqtt, ws) = (app.service().mqtt_addr(), app.service().ws_addr());
     let task = tokio::spawn(app.run(shutdown.clone()));
     let test_app = TestApp {
         mqtt,

@@ -10,8 +10,8 @@
 //! - [`mqtt`]: a self-healing MQTT connection whose event loop is always polled.
 //! - [`auth`], [`throttle`], [`error`]: the HTTP services' authorizer, rate limits and
 //!   their one JSON error type.
-//! - [`service`]: the start-up skeleton: the [`Service`] shape (`build`, `local_addr`,
-//!   `run(shutdown)`), the [`Base`] every `App` holds (admin, readiness, drain), and the
+//! - [`service`]: the start-up skeleton: the one [`App`] shape (`build`, `local_addr`,
+//!   `run(shutdown)`) over each service's [`Run`], the [`Base`] every `App` holds (admin, readiness, drain), and the
 //!   `main` every service binary calls, including the `healthcheck` subcommand used by
 //!   container health checks.
 
@@ -35,5 +35,5 @@ pub use admin::{Readiness, ReadinessCheck};
 pub use common::Common;
 pub use config::{AuthSettings, ConfigError, LogSettings, MqttSettings};
 pub use error::ApiError;
-pub use service::{Base, Service, ServiceSettings};
+pub use service::{App, Base, Run, ServiceSettings};
 pub use throttle::ThrottleSettings;

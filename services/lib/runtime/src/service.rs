@@ -2,10 +2,13 @@
 //!
 //! - [`ServiceSettings`]: what a service's settings tell the skeleton (its
 //!   name, its [`Common`] settings, its own checks).
-//! - [`Service`]: `App::build(settings)` binds every listener (port 0 allowed)
-//!   and prepares clients; `App::local_addr()` is the health and metrics
-//!   address; `App::run(shutdown)` serves until the token is cancelled, drains
-//!   and returns. `main` and the tests call the same functions.
+//! - [`App`]: the one shape of every service. `App::build(settings)` binds
+//!   every listener (port 0 allowed) and prepares clients; `App::local_addr()`
+//!   is the health and metrics address; `App::run(shutdown)` serves until the
+//!   token is cancelled, drains and returns. `main` and the tests call the
+//!   same functions.
+//! - [`Run`]: what a service adds to it — its own listeners and clients
+//!   ([`Run::prepare`]) and its work ([`Run::run`]).
 //! - [`Base`]: what every `App` holds — the bound health/metrics (or service)
 //!   listener, the metrics handle, the shared settings — and the admin,
 //!   readiness and drain plumbing written once.
@@ -51,17 +54,57 @@ pub trait ServiceSettings: DeserializeOwned + Default + Send + 'static {
     }
 }
 
-/// One service, shaped the same in every binary.
-pub trait Service: Sized {
+/// What one service adds to the shared [`App`] shape.
+pub trait Run: Sized {
     type Settings: ServiceSettings;
-    /// Binds every listener (port 0 picks a free one) and prepares the
+    /// Binds the service's own listeners (beside [`Base`]'s) and prepares its
     /// clients; does no network I/O to dependencies.
-    fn build(settings: Self::Settings) -> impl Future<Output = anyhow::Result<Self>>;
-    /// Where `/healthz`, `/readyz` and `/metrics` answer.
-    fn local_addr(&self) -> SocketAddr;
+    fn prepare(settings: &Self::Settings) -> impl Future<Output = anyhow::Result<Self>>;
     /// Serves until `shutdown` is cancelled, finishes the work in hand within
     /// the drain timeout, and returns.
-    fn run(self, shutdown: CancellationToken) -> impl Future<Output = anyhow::Result<()>>;
+    fn run(
+        self,
+        base: Base,
+        settings: Self::Settings,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = anyhow::Result<()>>;
+}
+
+/// A built, not yet running, service: every listener is bound.
+pub struct App<R: Run> {
+    base: Base,
+    settings: R::Settings,
+    own: R,
+}
+
+impl<R: Run> App<R> {
+    /// Binds the health/metrics (or service) port, then the service's own
+    /// listeners (port 0 picks a free one), and prepares its clients.
+    pub async fn build(settings: R::Settings) -> anyhow::Result<Self> {
+        let mut settings = settings;
+        let base = Base::bind::<R::Settings>(settings.common_mut()).await?;
+        let own = R::prepare(&settings).await?;
+        Ok(Self {
+            base,
+            settings,
+            own,
+        })
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` answer.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.base.local_addr()
+    }
+
+    /// The service's own part (its other listeners' addresses, for tests).
+    pub fn service(&self) -> &R {
+        &self.own
+    }
+
+    /// Serves until `shutdown` is cancelled, drains and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        self.own.run(self.base, self.settings, shutdown).await
+    }
 }
 
 /// When the process started (the first call, or [`main`]).
@@ -175,9 +218,9 @@ fn settings<S: ServiceSettings>() -> Result<S, ConfigError> {
     Ok(settings)
 }
 
-/// Runs the service binary `A`.
-pub fn main<A: Service>() -> ExitCode {
-    let service = <A::Settings as ServiceSettings>::SERVICE;
+/// Runs the service binary whose own part is `R`.
+pub fn main<R: Run>() -> ExitCode {
+    let service = <R::Settings as ServiceSettings>::SERVICE;
     started();
     let arg = std::env::args().nth(1);
     if matches!(arg.as_deref(), Some("-h" | "--help" | "help")) {
@@ -188,7 +231,7 @@ pub fn main<A: Service>() -> ExitCode {
         println!("{service} {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let mut settings = match settings::<A::Settings>() {
+    let mut settings = match settings::<R::Settings>() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{service}: {e}");
@@ -228,7 +271,7 @@ pub fn main<A: Service>() -> ExitCode {
     };
     let outcome = runtime.block_on(async move {
         let shutdown = shutdown::on_signal();
-        A::build(settings).await?.run(shutdown).await
+        App::<R>::build(settings).await?.run(shutdown).await
     });
     match outcome {
         Ok(()) => {
