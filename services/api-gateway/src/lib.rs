@@ -26,9 +26,8 @@ use axum::routing::get;
 use axum::Router;
 use lambdaless_contracts::names;
 use lambdaless_runtime::auth::{self, Authorizer, Guard, KeysAndJwt, Limits};
-use lambdaless_runtime::aws::{self, AwsClients};
-use lambdaless_runtime::{admin, Base, Readiness, Run};
-use tokio_util::sync::CancellationToken;
+use lambdaless_runtime::aws;
+use lambdaless_runtime::{admin, Base, Readiness, Run, Started};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -40,29 +39,27 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// A built, not yet running, api-gateway.
 pub type App = lambdaless_runtime::App<Gateway>;
 
-/// The gateway's own part: its AWS clients and authorizer.
+/// The gateway's own part: its authorizer.
 pub struct Gateway {
-    aws: AwsClients,
     authorizer: Arc<dyn Authorizer>,
 }
 
 impl Run for Gateway {
     type Settings = Settings;
 
-    /// Prepares the authorizer and the clients; no network I/O yet.
+    /// Prepares the authorizer from the configured keys.
     async fn prepare(settings: &Settings) -> anyhow::Result<Self> {
         let authorizer: Arc<dyn Authorizer> = Arc::new(KeysAndJwt::from_settings(&settings.auth)?);
-        let aws = aws::load().await;
-        Ok(Self { aws, authorizer })
+        Ok(Self { authorizer })
     }
 
     /// Serves until `shutdown`, then lets in-flight requests finish.
-    async fn run(
-        self,
-        base: Base,
-        settings: Settings,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let Started {
+            base,
+            settings,
+            shutdown,
+        } = started;
         let router = self.router(&base, &settings)?;
         base.serve(router, shutdown).await
     }
@@ -71,7 +68,7 @@ impl Run for Gateway {
 impl Gateway {
     /// The whole HTTP surface.
     pub fn router(&self, base: &Base, s: &Settings) -> anyhow::Result<Router> {
-        let names = base.names()?;
+        let (aws, names) = (base.aws(), base.names()?);
         let limits = Limits::new(&s.auth, &s.throttle);
         let guarded = |router: Router, scope: &'static str| {
             router.route_layer(from_fn_with_state(
@@ -81,7 +78,7 @@ impl Gateway {
         };
 
         let users_state = users::UsersState {
-            aws: self.aws.clone(),
+            aws: aws.clone(),
             queue: names.name(names::USERS_CREATE),
             queue_url: Arc::default(),
             table: names.name(names::USERS),
@@ -90,7 +87,7 @@ impl Gateway {
 
         let source = graphql::schema::Source {
             store: Arc::new(graphql::store::Store {
-                db: self.aws.dynamodb.clone(),
+                db: aws.dynamodb.clone(),
                 cache: graphql::store::Cache::new(
                     Duration::from_secs(s.graphql.cache_ttl_secs),
                     s.graphql.cache_capacity,
@@ -107,11 +104,11 @@ impl Gateway {
 
         let readiness = Readiness::default()
             .with(aws::sqs_check(
-                self.aws.sqs.clone(),
+                aws.sqs.clone(),
                 names.name(names::USERS_CREATE),
             ))
             .with(aws::dynamodb_check(
-                self.aws.dynamodb.clone(),
+                aws.dynamodb.clone(),
                 names.name(names::USERS),
             ));
 
@@ -121,7 +118,7 @@ impl Gateway {
             .merge(guarded(graphql::router(gql.clone()), auth::ORDERS_READ))
             .merge(guarded(
                 fetch::routes(
-                    lambdaless_client::fetch::FetchClient::new(self.aws.sqs.clone(), names.clone()),
+                    lambdaless_client::fetch::FetchClient::new(aws.sqs.clone(), names.clone()),
                     Duration::from_secs(s.fetch_timeout_secs),
                 ),
                 auth::FETCH,

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use lambdaless_runtime::service::elapsed_ms;
-use lambdaless_runtime::{Base, Readiness, ReadinessCheck, Run};
+use lambdaless_runtime::{Readiness, ReadinessCheck, Run, Started};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -102,12 +102,12 @@ impl Run for Broker {
 
     /// Starts rumqttd, waits until it accepts logins, then serves until
     /// `shutdown` (or until rumqttd stops, which is an error).
-    async fn run(
-        self,
-        base: Base,
-        settings: Settings,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let Started {
+            base,
+            settings,
+            shutdown,
+        } = started;
         let (mqtt_addr, ws_addr, admin_addr) =
             (self.mqtt_addr(), self.ws_addr(), base.local_addr());
         let Self { mqtt, ws } = self;

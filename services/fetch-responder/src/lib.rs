@@ -11,11 +11,10 @@ pub use lambdaless_contracts::fetch as request;
 pub mod responder;
 
 use lambdaless_contracts::names;
-use lambdaless_runtime::aws::{self, AwsClients};
+use lambdaless_runtime::aws;
 use lambdaless_runtime::config::ConfigError;
-use lambdaless_runtime::{Base, Common, Readiness, Run, ServiceSettings};
+use lambdaless_runtime::{Common, Readiness, Run, ServiceSettings, Started};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,44 +61,37 @@ impl ServiceSettings for Settings {
 /// A built, not yet running, fetch-responder.
 pub type App = lambdaless_runtime::App<Responder>;
 
-/// The fetch-responder's own part: its AWS clients.
-pub struct Responder {
-    aws: AwsClients,
-}
+/// The fetch-responder's own part: the pollers of [`Run::run`].
+pub struct Responder;
 
 impl Run for Responder {
     type Settings = Settings;
 
-    /// Prepares the clients; no network I/O yet.
     async fn prepare(_: &Settings) -> anyhow::Result<Self> {
-        Ok(Self {
-            aws: aws::load().await,
-        })
+        Ok(Responder)
     }
 
     /// Answers requests until `shutdown`, then finishes the ones in hand
     /// within the drain timeout.
-    async fn run(
-        self,
-        base: Base,
-        settings: Settings,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let names = base.names()?;
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let Started {
+            base,
+            settings,
+            shutdown,
+        } = started;
+        let (aws, names) = (base.aws().clone(), base.names()?);
         let readiness = Readiness::default()
             .with(aws::sqs_check(
-                self.aws.sqs.clone(),
+                aws.sqs.clone(),
                 names.name(names::FETCH_REQUESTS),
             ))
             .with(aws::dynamodb_check(
-                self.aws.dynamodb.clone(),
+                aws.dynamodb.clone(),
                 names.name(names::DOCUMENTS),
             ));
         let running = base.serve_admin(readiness)?;
         let tracker = TaskTracker::new();
-        if let Some(worker) =
-            responder::worker(&self.aws, &names, settings.wait_secs, &shutdown).await
-        {
+        if let Some(worker) = responder::worker(&aws, &names, settings.wait_secs, &shutdown).await {
             worker.spawn(settings.pollers, &tracker, &shutdown);
         }
         shutdown.cancelled().await;

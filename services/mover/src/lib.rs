@@ -11,9 +11,9 @@ mod settings;
 pub mod users;
 
 use lambdaless_contracts::names;
-use lambdaless_runtime::aws::{self, AwsClients};
+use lambdaless_runtime::aws;
 use lambdaless_runtime::mqtt::{self, MqttConnection};
-use lambdaless_runtime::{Base, Readiness, Run};
+use lambdaless_runtime::{Readiness, Run, Started};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -22,29 +22,25 @@ pub use settings::{DevicesSettings, Settings, UsersSettings};
 /// A built, not yet running, mover.
 pub type App = lambdaless_runtime::App<Mover>;
 
-/// The mover's own part: its AWS clients.
-pub struct Mover {
-    aws: AwsClients,
-}
+/// The mover's own part: its two pipelines, started in [`Run::run`].
+pub struct Mover;
 
 impl Run for Mover {
     type Settings = Settings;
 
-    /// Prepares the clients; does no network I/O to AWS.
     async fn prepare(_: &Settings) -> anyhow::Result<Self> {
-        let aws = aws::load().await;
-        Ok(Self { aws })
+        Ok(Mover)
     }
 
     /// Runs until `shutdown`; then stops polling, finishes the batches in
     /// hand within the drain timeout, and returns.
-    async fn run(
-        self,
-        base: Base,
-        settings: Settings,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let (aws, names) = (self.aws, base.names()?);
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let Started {
+            base,
+            settings,
+            shutdown,
+        } = started;
+        let (aws, names) = (base.aws().clone(), base.names()?);
         // The broker connection outlives the drain so notifications of the
         // last batches still go out.
         let mqtt_stop = CancellationToken::new();

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambdaless_contracts::{names, topics};
-use lambdaless_runtime::aws::{self, AwsClients};
+use lambdaless_runtime::aws;
 use lambdaless_runtime::config::{ConfigError, MqttSettings};
-use lambdaless_runtime::{mqtt, Base, Common, Readiness, Run, ServiceSettings};
+use lambdaless_runtime::{mqtt, Common, Readiness, Run, ServiceSettings, Started};
 use rumqttc::QoS;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -87,29 +87,24 @@ impl ServiceSettings for Settings {
 /// A built, not yet running, mqtt-api.
 pub type App = lambdaless_runtime::App<Api>;
 
-/// mqtt-api's own part: its AWS clients.
-pub struct Api {
-    aws: AwsClients,
-}
+/// mqtt-api's own part: the request loop of [`Run::run`].
+pub struct Api;
 
 impl Run for Api {
     type Settings = Settings;
 
-    /// Prepares the clients; no network I/O yet.
     async fn prepare(_: &Settings) -> anyhow::Result<Self> {
-        Ok(Api {
-            aws: aws::load().await,
-        })
+        Ok(Api)
     }
 
     /// Serves requests until `shutdown`, then drains and returns.
-    async fn run(
-        self,
-        base: Base,
-        settings: Settings,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let (aws, names) = (self.aws, base.names()?);
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let Started {
+            base,
+            settings,
+            shutdown,
+        } = started;
+        let (aws, names) = (base.aws().clone(), base.names()?);
         let mqtt_stop = CancellationToken::new();
         let mut mqtt = mqtt::connect(
             &settings.mqtt,

@@ -16,12 +16,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::auth::{self, Guard, Limits};
-use lambdaless_runtime::aws::{self, AwsClients};
+use lambdaless_runtime::aws;
 use lambdaless_runtime::config::{AuthSettings, ConfigError};
 use lambdaless_runtime::ThrottleSettings;
-use lambdaless_runtime::{admin, error, Base, Common, Readiness, Run, ServiceSettings};
+use lambdaless_runtime::{admin, error, Common, Readiness, Run, ServiceSettings, Started};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -117,31 +116,26 @@ pub struct AppState {
 /// A built, not yet running, streamer.
 pub type App = lambdaless_runtime::App<Streamer>;
 
-/// The streamer's own part: its DynamoDB client.
-pub struct Streamer {
-    aws: AwsClients,
-}
+/// The streamer's own part: the routes of [`Run::run`].
+pub struct Streamer;
 
 impl Run for Streamer {
     type Settings = Settings;
 
-    /// Prepares the clients; no network I/O yet.
     async fn prepare(_: &Settings) -> anyhow::Result<Self> {
-        Ok(Streamer {
-            aws: aws::load().await,
-        })
+        Ok(Streamer)
     }
 
     /// Serves until `shutdown`, then lets in-flight requests finish.
-    async fn run(
-        self,
-        base: Base,
-        settings: Settings,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<()> {
-        let names = base.names()?;
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let Started {
+            base,
+            settings,
+            shutdown,
+        } = started;
+        let (aws, names) = (base.aws().clone(), base.names()?);
         let readiness = Readiness::default().with(aws::dynamodb_check(
-            self.aws.dynamodb.clone(),
+            aws.dynamodb.clone(),
             names.name(names::ARTISTS),
         ));
         let s = &settings;
@@ -149,7 +143,7 @@ impl Run for Streamer {
             .max_segments_per_principal
             .min(stream::MAX_SEGMENTS as usize) as i32;
         let state = AppState {
-            dynamodb: self.aws.dynamodb.clone(),
+            dynamodb: aws.dynamodb.clone(),
             names: names.clone(),
             tables: access::parse_tables(&s.tables)?.into(),
             slots: access::Slots::new(s.max_streams_per_principal, s.max_segments_per_principal),

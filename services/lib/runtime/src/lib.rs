@@ -35,5 +35,5 @@ pub use admin::{Readiness, ReadinessCheck};
 pub use common::Common;
 pub use config::{AuthSettings, ConfigError, LogSettings, MqttSettings};
 pub use error::ApiError;
-pub use service::{App, Base, Run, ServiceSettings};
+pub use service::{App, Base, Run, ServiceSettings, Started};
 pub use throttle::ThrottleSettings;

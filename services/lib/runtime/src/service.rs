@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, Readiness, ServerHandle};
+use crate::aws::{self, AwsClients};
 use crate::common::{self, Common};
 use crate::config::ConfigError;
 use crate::{healthcheck, shutdown, telemetry};
@@ -62,12 +63,15 @@ pub trait Run: Sized {
     fn prepare(settings: &Self::Settings) -> impl Future<Output = anyhow::Result<Self>>;
     /// Serves until `shutdown` is cancelled, finishes the work in hand within
     /// the drain timeout, and returns.
-    fn run(
-        self,
-        base: Base,
-        settings: Self::Settings,
-        shutdown: CancellationToken,
-    ) -> impl Future<Output = anyhow::Result<()>>;
+    fn run(self, started: Started<Self::Settings>) -> impl Future<Output = anyhow::Result<()>>;
+}
+
+/// What [`Run::run`] is handed.
+pub struct Started<S> {
+    pub base: Base,
+    pub settings: S,
+    /// Cancelled on SIGTERM/SIGINT (or by the test driving the service).
+    pub shutdown: CancellationToken,
 }
 
 /// A built, not yet running, service: every listener is bound.
@@ -103,7 +107,12 @@ impl<R: Run> App<R> {
 
     /// Serves until `shutdown` is cancelled, drains and returns.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        self.own.run(self.base, self.settings, shutdown).await
+        let started = Started {
+            base: self.base,
+            settings: self.settings,
+            shutdown,
+        };
+        self.own.run(started).await
     }
 }
 
@@ -120,14 +129,21 @@ pub struct Base {
     pub common: Common,
     listener: TcpListener,
     metrics: PrometheusHandle,
+    /// SQS and DynamoDB, for every service that names queues or tables.
+    aws: Option<AwsClients>,
 }
 
 impl Base {
-    /// Binds the health/metrics (or service) port and installs the metrics
-    /// recorder.
+    /// Binds the health/metrics (or service) port, installs the metrics
+    /// recorder and prepares the AWS clients (no network I/O).
     pub async fn bind<S: ServiceSettings>(common: &Common) -> anyhow::Result<Self> {
         let listener = admin::bind(common.port).await?;
+        let aws = match common.keys.prefix {
+            true => Some(aws::load().await),
+            false => None,
+        };
         Ok(Self {
+            aws,
             service: S::SERVICE,
             common: common.clone(),
             listener,
@@ -139,6 +155,16 @@ impl Base {
         self.listener
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// The SQS and DynamoDB clients.
+    ///
+    /// # Panics
+    /// In a service that takes no `prefix` (the broker): it has no AWS clients.
+    pub fn aws(&self) -> &AwsClients {
+        self.aws
+            .as_ref()
+            .expect("only services that take a prefix use AWS")
     }
 
     /// The queue and table names under the configured prefix.
