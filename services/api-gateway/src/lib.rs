@@ -55,11 +55,7 @@ impl Run for Gateway {
 
     /// Serves until `shutdown`, then lets in-flight requests finish.
     async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
-        let Started {
-            base,
-            settings,
-            shutdown,
-        } = started;
+        let (base, settings, shutdown) = started.into_parts();
         let router = self.router(&base, &settings)?;
         base.serve(router, shutdown).await
     }

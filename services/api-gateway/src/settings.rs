@@ -8,10 +8,6 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// `log`, `port` (the service port, also `/healthz`, `/readyz`,
-    /// `/metrics`), `prefix`.
-    #[serde(skip)]
-    pub common: Common,
     pub auth: AuthSettings,
     pub throttle: ThrottleSettings,
     /// Larger request bodies get 413.
@@ -21,18 +17,22 @@ pub struct Settings {
     pub graphql: GraphqlSettings,
     /// `GET /fetch/{fetchId}`: how long to wait for fetch-responder's reply.
     pub fetch_timeout_secs: u64,
+    /// `log`, `prefix` and `port`: the gateway's HTTP port, which serves the
+    /// health and metrics routes too.
+    #[serde(skip)]
+    pub common: Common,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            common: Common::http(8080),
             auth: AuthSettings::default(),
             throttle: ThrottleSettings::default(),
             body_limit_bytes: 16 * 1024,
             cors_origins: "*".to_owned(),
             graphql: GraphqlSettings::default(),
             fetch_timeout_secs: 10,
+            common: Common::http(8080),
         }
     }
 }

@@ -103,11 +103,7 @@ impl Run for Broker {
     /// Starts rumqttd, waits until it accepts logins, then serves until
     /// `shutdown` (or until rumqttd stops, which is an error).
     async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
-        let Started {
-            base,
-            settings,
-            shutdown,
-        } = started;
+        let (base, settings, shutdown) = started.into_parts();
         let (mqtt_addr, ws_addr, admin_addr) =
             (self.mqtt_addr(), self.ws_addr(), base.local_addr());
         let Self { mqtt, ws } = self;

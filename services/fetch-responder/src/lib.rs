@@ -67,6 +67,7 @@ pub struct Responder;
 impl Run for Responder {
     type Settings = Settings;
 
+    /// Nothing to bind beyond the admin port: requests arrive over SQS.
     async fn prepare(_: &Settings) -> anyhow::Result<Self> {
         Ok(Responder)
     }
@@ -74,11 +75,7 @@ impl Run for Responder {
     /// Answers requests until `shutdown`, then finishes the ones in hand
     /// within the drain timeout.
     async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
-        let Started {
-            base,
-            settings,
-            shutdown,
-        } = started;
+        let (base, settings, shutdown) = started.into_parts();
         let (aws, names) = (base.aws().clone(), base.names()?);
         let readiness = Readiness::default()
             .with(aws::sqs_check(

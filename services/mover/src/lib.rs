@@ -28,6 +28,7 @@ pub struct Mover;
 impl Run for Mover {
     type Settings = Settings;
 
+    /// Nothing to bind beyond the admin port: the pipelines start in `run`.
     async fn prepare(_: &Settings) -> anyhow::Result<Self> {
         Ok(Mover)
     }
@@ -35,11 +36,7 @@ impl Run for Mover {
     /// Runs until `shutdown`; then stops polling, finishes the batches in
     /// hand within the drain timeout, and returns.
     async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
-        let Started {
-            base,
-            settings,
-            shutdown,
-        } = started;
+        let (base, settings, shutdown) = started.into_parts();
         let (aws, names) = (base.aws().clone(), base.names()?);
         // The broker connection outlives the drain so notifications of the
         // last batches still go out.

@@ -8,26 +8,26 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// `log`, `admin_port`, `prefix`, `drain_timeout_secs` (the batches in
-    /// hand on SIGTERM).
-    #[serde(skip)]
-    pub common: Common,
     /// Where stored-message notifications are published.
     pub mqtt: MqttSettings,
     pub devices: DevicesSettings,
     pub users: UsersSettings,
+    /// What every worker takes (see [`Common`]); on SIGTERM the batches in
+    /// hand get `drain_timeout_secs` to finish.
+    #[serde(skip)]
+    pub common: Common,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            common: Common::worker(),
             mqtt: MqttSettings {
                 client_id_prefix: "mover".to_owned(),
                 ..MqttSettings::default()
             },
             devices: DevicesSettings::default(),
             users: UsersSettings::default(),
+            common: Common::worker(),
         }
     }
 }

@@ -37,27 +37,27 @@ use crate::ops::Operations;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// `log`, `admin_port`, `prefix`, `drain_timeout_secs` (the requests in
-    /// hand on SIGTERM).
-    #[serde(skip)]
-    pub common: Common,
     pub mqtt: MqttSettings,
     /// Requests handled at once; more wait (the broker holds them meanwhile).
     pub max_in_flight: usize,
     /// Larger request payloads are answered on `response/invalid`.
     pub max_request_bytes: usize,
+    /// Shared with the other workers: log, admin port, name prefix, and the
+    /// time the requests in hand get on SIGTERM.
+    #[serde(skip)]
+    pub common: Common,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            common: Common::worker(),
             mqtt: MqttSettings {
                 client_id_prefix: "mqtt-api".to_owned(),
                 ..MqttSettings::default()
             },
             max_in_flight: 64,
             max_request_bytes: 128 * 1024,
+            common: Common::worker(),
         }
     }
 }
@@ -93,17 +93,14 @@ pub struct Api;
 impl Run for Api {
     type Settings = Settings;
 
+    /// Nothing to bind beyond the admin port: requests arrive over MQTT.
     async fn prepare(_: &Settings) -> anyhow::Result<Self> {
         Ok(Api)
     }
 
     /// Serves requests until `shutdown`, then drains and returns.
     async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
-        let Started {
-            base,
-            settings,
-            shutdown,
-        } = started;
+        let (base, settings, shutdown) = started.into_parts();
         let (aws, names) = (base.aws().clone(), base.names()?);
         let mqtt_stop = CancellationToken::new();
         let mut mqtt = mqtt::connect(

@@ -25,10 +25,6 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// `log`, `port` (the service port, also `/healthz`, `/readyz`,
-    /// `/metrics`), `prefix`.
-    #[serde(skip)]
-    pub common: Common,
     pub auth: AuthSettings,
     /// Per-principal request rate (the gateway's `LAMBDALESS_THROTTLE__*`).
     pub throttle: ThrottleSettings,
@@ -41,12 +37,15 @@ pub struct Settings {
     pub max_segments_per_principal: usize,
     /// Largest `count` of one `POST /dump`.
     pub max_dump_count: u64,
+    /// `log`, `port` (the service port, also `/healthz`, `/readyz`,
+    /// `/metrics`), `prefix`.
+    #[serde(skip)]
+    pub common: Common,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            common: Common::http(8081),
             auth: AuthSettings::default(),
             throttle: ThrottleSettings::default(),
             max_streams_per_principal: 4,
@@ -63,6 +62,7 @@ impl Default for Settings {
             ]
             .map(str::to_owned)
             .to_vec(),
+            common: Common::http(8081),
         }
     }
 }
@@ -122,17 +122,14 @@ pub struct Streamer;
 impl Run for Streamer {
     type Settings = Settings;
 
+    /// Nothing beyond the service port: the routes are made in `run`.
     async fn prepare(_: &Settings) -> anyhow::Result<Self> {
         Ok(Streamer)
     }
 
     /// Serves until `shutdown`, then lets in-flight requests finish.
     async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
-        let Started {
-            base,
-            settings,
-            shutdown,
-        } = started;
+        let (base, settings, shutdown) = started.into_parts();
         let (aws, names) = (base.aws().clone(), base.names()?);
         let readiness = Readiness::default().with(aws::dynamodb_check(
             aws.dynamodb.clone(),

@@ -74,6 +74,12 @@ pub struct Started<S> {
     pub shutdown: CancellationToken,
 }
 
+impl<S> Started<S> {
+    pub fn into_parts(self) -> (Base, S, CancellationToken) {
+        (self.base, self.settings, self.shutdown)
+    }
+}
+
 /// A built, not yet running, service: every listener is bound.
 pub struct App<R: Run> {
     base: Base,
