@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::QueueAttributeName;
 use lambdaless_contracts::names;
 use lambdaless_testkit::{docker_cli, eventually, Stack};
 use serde_json::json;
@@ -18,30 +18,10 @@ const THING: &str = "streamThing";
 
 /// Sends `n` messages for [`THING`] in batches of 10; returns their SQS ids.
 pub(crate) async fn send_stream(stack: &Stack, inbound: &str, n: usize) -> Vec<String> {
-    let mut ids = Vec::with_capacity(n);
-    for start in (0..n).step_by(10) {
-        let entries = (start..(start + 10).min(n))
-            .map(|i| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(json!({"thingName": THING, "epochTime": i, "seq": i}).to_string())
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = stack
-            .aws
-            .sqs
-            .send_message_batch()
-            .queue_url(inbound)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert!(out.failed.is_empty(), "{:?}", out.failed);
-        ids.extend(out.successful.into_iter().map(|s| s.message_id));
-    }
-    ids
+    let bodies: Vec<String> = (0..n)
+        .map(|i| json!({"thingName": THING, "epochTime": i, "seq": i}).to_string())
+        .collect();
+    stack.send_batch(inbound, &bodies).await
 }
 
 /// The SQS ids inside every stored messageId of [`THING`] (duplicates kept).
@@ -73,6 +53,19 @@ pub(crate) async fn stored_sqs_ids(stack: &Stack) -> Vec<String> {
     }
 }
 
+/// Asserts that the stored messages of [`THING`] are exactly `sent`, each once.
+pub(crate) async fn assert_stored_once(stack: &Stack, sent: Vec<String>) {
+    let stored = stored_sqs_ids(stack).await;
+    assert_eq!(
+        stored.len(),
+        sent.len(),
+        "a message was stored twice (or under different keys)"
+    );
+    let stored: HashSet<String> = stored.into_iter().collect();
+    let sent: HashSet<String> = sent.into_iter().collect();
+    assert_eq!(stored, sent);
+}
+
 pub(crate) async fn queue_depth(stack: &Stack, url: &str) -> u64 {
     stack.depth_of_url(url).await.total()
 }
@@ -80,33 +73,13 @@ pub(crate) async fn queue_depth(stack: &Stack, url: &str) -> u64 {
 /// Sends `n` valid users-create messages; returns their SQS ids.
 pub(crate) async fn send_users(stack: &Stack, n: usize) -> Vec<String> {
     let url = queue_url(stack, names::USERS_CREATE).await;
-    let mut ids = Vec::with_capacity(n);
-    for start in (0..n).step_by(10) {
-        let entries = (start..(start + 10).min(n))
-            .map(|i| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(
-                        json!({"name": format!("Crash Test {i}"), "email": format!("crash{i}@example.com")})
-                            .to_string(),
-                    )
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = stack
-            .aws
-            .sqs
-            .send_message_batch()
-            .queue_url(&url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
-        assert!(out.failed.is_empty(), "{:?}", out.failed);
-        ids.extend(out.successful.into_iter().map(|s| s.message_id));
-    }
-    ids
+    let bodies: Vec<String> = (0..n)
+        .map(|i| {
+            json!({"name": format!("Crash Test {i}"), "email": format!("crash{i}@example.com")})
+                .to_string()
+        })
+        .collect();
+    stack.send_batch(&url, &bodies).await
 }
 
 /// Every stored user as (userId, sqsMessageId).
@@ -236,15 +209,8 @@ async fn interrupted_stream_loses_nothing(
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let stored = stored_sqs_ids(&stack).await;
-    assert_eq!(
-        stored.len(),
-        n,
-        "an item was written twice under different keys"
-    );
-    let stored: HashSet<String> = stored.into_iter().collect();
-    let sent: HashSet<String> = sent.into_iter().collect();
-    assert_eq!(stored, sent);
+    assert_eq!(sent.len(), n);
+    assert_stored_once(&stack, sent).await;
     let dlq = queue_url(&stack, &format!("{}-dlq", names::DEVICE_INBOUND)).await;
     assert_eq!(queue_depth(&stack, &dlq).await, 0, "nothing dead-lettered");
 

@@ -59,28 +59,23 @@ async fn provision_twice_changes_nothing() {
     let stack = Stack::start().await;
     let (code, first) = stack.run_once("lambdaless", &["provision"], &[]).await;
     assert_eq!(code, 0, "{first}");
-    let inbound = stack.names.name(names::DEVICE_INBOUND);
     let url = stack
-        .aws
-        .sqs
-        .get_queue_url()
-        .queue_name(&inbound)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let before = stack
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap();
+        .queue_url(&stack.names.name(names::DEVICE_INBOUND))
+        .await;
+    let redrive_policy = || async {
+        stack
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()
+    };
+    let before = redrive_policy().await;
     let redrive: Value = serde_json::from_str(&before[&QueueAttributeName::RedrivePolicy]).unwrap();
     assert!(redrive["deadLetterTargetArn"]
         .as_str()
@@ -97,18 +92,7 @@ async fn provision_twice_changes_nothing() {
         second.contains("provisioned: 0 created, 0 updated, 16 already in place"),
         "{second}"
     );
-    let after = stack
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::RedrivePolicy)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap();
-    assert_eq!(before, after);
+    assert_eq!(before, redrive_policy().await);
     let tables = stack
         .aws
         .dynamodb
@@ -145,15 +129,8 @@ async fn device_message_is_stored_then_announced() {
     stack.start_service("mover").await;
 
     let inbound = stack
-        .aws
-        .sqs
-        .get_queue_url()
-        .queue_name(stack.names.name(names::DEVICE_INBOUND))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+        .queue_url(&stack.names.name(names::DEVICE_INBOUND))
+        .await;
     let body = json!({"thingName":"testThing","epochTime":"1564669331","tempSensor1F":"72","tempSensor2F":70});
     let sent = stack
         .aws
@@ -222,22 +199,12 @@ async fn unusable_device_messages_go_to_the_dlq_with_the_reason() {
     stack.start_broker().await;
     stack.start_service("mover").await;
     let sqs = &stack.aws.sqs;
-    let inbound = sqs
-        .get_queue_url()
-        .queue_name(stack.names.name(names::DEVICE_INBOUND))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let dlq = sqs
-        .get_queue_url()
-        .queue_name(stack.names.dlq(names::DEVICE_INBOUND))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let inbound = stack
+        .queue_url(&stack.names.name(names::DEVICE_INBOUND))
+        .await;
+    let dlq = stack
+        .queue_url(&stack.names.dlq(names::DEVICE_INBOUND))
+        .await;
     for body in ["this is not json", r#"{"epochTime":"1"}"#] {
         sqs.send_message()
             .queue_url(&inbound)
@@ -281,16 +248,7 @@ async fn unusable_device_messages_go_to_the_dlq_with_the_reason() {
     );
     let not_json = reason_for("this is not json");
     assert!(not_json.starts_with("body is not JSON"), "{not_json}");
-    let left = eventually(
-        Duration::from_secs(10),
-        "inbound queue to be empty",
-        || async {
-            let total = stack.depth_of_url(&inbound).await.total();
-            (total == 0).then_some(total)
-        },
-    )
-    .await;
-    assert_eq!(left, 0);
+    stack.wait_empty(&inbound).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

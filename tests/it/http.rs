@@ -23,6 +23,11 @@ impl Reply {
     }
 }
 
+/// `GET path` with `x-api-key: key`.
+pub(crate) async fn get_with_key(port: u16, path: &str, key: &str) -> Reply {
+    request(port, "GET", path, &[("x-api-key", key)], None).await
+}
+
 pub(crate) async fn request(
     port: u16,
     method: &str,

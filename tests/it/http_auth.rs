@@ -9,7 +9,7 @@ use lambdaless_contracts::names;
 use lambdaless_testkit::{eventually, Stack, API_KEY};
 use serde_json::{json, Value};
 
-use crate::http::{counter, jwt, request};
+use crate::http::{counter, get_with_key, jwt, request};
 
 const SECRET: &str = "http-auth-secret";
 const AUDIENCE: &str = "lambdaless-tests";
@@ -176,24 +176,10 @@ async fn wrong_keys_from_one_address_get_429_and_readyz_is_cached() {
 
     // The gateway's per-principal rate applies to the streamer too.
     for _ in 0..3 {
-        let r = request(
-            streamer,
-            "GET",
-            "/stream/documents",
-            &[("x-api-key", API_KEY)],
-            None,
-        )
-        .await;
+        let r = get_with_key(streamer, "/stream/documents", API_KEY).await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    let r = request(
-        streamer,
-        "GET",
-        "/stream/documents",
-        &[("x-api-key", API_KEY)],
-        None,
-    )
-    .await;
+    let r = get_with_key(streamer, "/stream/documents", API_KEY).await;
     assert_eq!(r.status, 429, "{}", r.body);
     assert!(r.header("retry-after").is_some());
     assert_eq!(r.json()["message"], "too many requests");
@@ -201,14 +187,7 @@ async fn wrong_keys_from_one_address_get_429_and_readyz_is_cached() {
     let mut statuses = Vec::new();
     for i in 0..300 {
         let key = format!("wrong-key-{i}");
-        let r = request(
-            gateway,
-            "GET",
-            "/users/nobody",
-            &[("x-api-key", &key)],
-            None,
-        )
-        .await;
+        let r = get_with_key(gateway, "/users/nobody", &key).await;
         if r.status == 429 {
             assert!(r.header("retry-after").is_some(), "429 without Retry-After");
             assert!(
@@ -226,14 +205,7 @@ async fn wrong_keys_from_one_address_get_429_and_readyz_is_cached() {
     assert!(throttled >= 250, "{unauthorized} × 401, {throttled} × 429");
     assert_eq!(unauthorized + throttled, 300, "{statuses:?}");
     // The block covers good keys from that address too (no oracle for guesses).
-    let r = request(
-        gateway,
-        "GET",
-        "/users/nobody",
-        &[("x-api-key", API_KEY)],
-        None,
-    )
-    .await;
+    let r = get_with_key(gateway, "/users/nobody", API_KEY).await;
     assert_eq!(r.status, 429, "{}", r.body);
     // Health stays open.
     assert_eq!(
@@ -245,14 +217,7 @@ async fn wrong_keys_from_one_address_get_429_and_readyz_is_cached() {
     let mut streamer_429 = 0;
     for i in 0..40 {
         let key = format!("wrong-{i}");
-        let r = request(
-            streamer,
-            "GET",
-            "/stream/artists",
-            &[("x-api-key", &key)],
-            None,
-        )
-        .await;
+        let r = get_with_key(streamer, "/stream/artists", &key).await;
         streamer_429 += usize::from(r.status == 429);
     }
     assert!(streamer_429 >= 5, "streamer: {streamer_429} × 429 of 40");

@@ -16,17 +16,7 @@ use serde_json::Value;
 
 /// `$LAMBDALESS_PAHO_PYTHON`, else the venv under the scripts' cache dir.
 pub(crate) fn paho_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("LAMBDALESS_PAHO_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("LAMBDALESS_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("lambdaless")))
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
-                .join(".cache/lambdaless")
-        });
-    let python = cache.join("paho-venv/bin/python");
+    let python = lambdaless_client::paho::python();
     assert!(
         python.exists(),
         "paho-mqtt venv missing at {} (run scripts/install-deps.sh)",
@@ -131,19 +121,17 @@ async fn paho(
     }
 }
 
+/// `program` (`mosquitto_sub` or `mosquitto_pub`) logged in to the broker at `port`.
+fn mosquitto(program: &str, port: u16, (user, password): (&str, &str)) -> Command {
+    let mut command = Command::new(program);
+    let port = port.to_string();
+    command.args(["-h", "127.0.0.1", "-p", &port, "-u", user, "-P", password]);
+    command
+}
+
 /// `mosquitto_sub -v` for `secs`, printing `topic payload` lines.
-fn mosquitto_sub(port: u16, (user, password): (&str, &str), filter: &str, secs: u32) -> Child {
-    Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-u",
-            user,
-            "-P",
-            password,
-        ])
+fn mosquitto_sub(port: u16, login: (&str, &str), filter: &str, secs: u32) -> Child {
+    mosquitto("mosquitto_sub", port, login)
         .args(["-q", "1", "-v", "-t", filter, "-W", &secs.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -152,18 +140,8 @@ fn mosquitto_sub(port: u16, (user, password): (&str, &str), filter: &str, secs: 
         .expect("mosquitto_sub runs (apt-get install mosquitto-clients; scripts/install-deps.sh)")
 }
 
-async fn mosquitto_pub(port: u16, (user, password): (&str, &str), topic: &str, payload: &str) {
-    let status = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-u",
-            user,
-            "-P",
-            password,
-        ])
+async fn mosquitto_pub(port: u16, login: (&str, &str), topic: &str, payload: &str) {
+    let status = mosquitto("mosquitto_pub", port, login)
         .args(["-q", "1", "-t", topic, "-m", payload])
         .stdin(Stdio::null())
         // A short blocking call: mosquitto_pub exits once acknowledged.

@@ -46,16 +46,7 @@ async fn ask(client: &mut TestClient, topic: &str, payload: Value) -> (String, V
 }
 
 pub(crate) async fn queue_url(stack: &Stack, logical: &str) -> String {
-    stack
-        .aws
-        .sqs
-        .get_queue_url()
-        .queue_name(stack.names.name(logical))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap()
+    stack.queue_url(&stack.names.name(logical)).await
 }
 
 /// Sends device messages through SQS and returns their stored ids from the

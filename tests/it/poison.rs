@@ -5,38 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use lambdaless_contracts::device::DLQ_REASON_ATTRIBUTE;
 use lambdaless_contracts::names;
 use lambdaless_testkit::{eventually, Stack};
 use serde_json::{json, Value};
 
 use crate::mqtt_client;
-
-/// Sends `bodies` with SendMessageBatch (so they tend to be received as one batch).
-async fn send_batch(stack: &Stack, url: &str, bodies: &[String]) {
-    let entries = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(b)
-                .build()
-                .unwrap()
-        })
-        .collect();
-    let out = stack
-        .aws
-        .sqs
-        .send_message_batch()
-        .queue_url(url)
-        .set_entries(Some(entries))
-        .send()
-        .await
-        .unwrap();
-    assert!(out.failed.is_empty(), "{:?}", out.failed);
-}
 
 /// Everything in the DLQ at `url` as body → reason, waiting until `n` arrived (60 s).
 async fn dead_letters(stack: &Stack, url: &str, n: usize) -> HashMap<String, String> {
@@ -97,7 +71,7 @@ async fn each_poison_message_is_dead_lettered_alone_with_dynamodbs_reason() {
             .map(|i| json!({"thingName": thing, "epochTime": i, "seq": i}).to_string())
             .collect();
         bodies.insert(4, poison.to_string());
-        send_batch(&stack, &inbound, &bodies).await;
+        stack.send_batch(&inbound, &bodies).await;
     }
     // Started after the sends, so each batch of ten is in the queue when it polls.
     stack.start_service("mover").await;
@@ -128,12 +102,7 @@ async fn each_poison_message_is_dead_lettered_alone_with_dynamodbs_reason() {
             .unwrap_or_else(|| panic!("{thing}'s poison message not in the DLQ: {dead:?}"));
         assert!(reason.contains(says), "{thing}: {reason}");
     }
-    let left = eventually(Duration::from_secs(10), "inbound queue empty", || async {
-        let total = stack.depth_of_url(&inbound).await.total();
-        (total == 0).then_some(total)
-    })
-    .await;
-    assert_eq!(left, 0);
+    stack.wait_empty(&inbound).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,12 +131,7 @@ async fn ten_large_unusable_messages_all_reach_the_dlq_with_reasons() {
         let reason = dead.get(b).expect("body kept whole in the DLQ");
         assert!(reason.starts_with("body is not JSON"), "{reason}");
     }
-    let left = eventually(Duration::from_secs(10), "inbound queue empty", || async {
-        let total = stack.depth_of_url(&inbound).await.total();
-        (total == 0).then_some(total)
-    })
-    .await;
-    assert_eq!(left, 0);
+    stack.wait_empty(&inbound).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,12 +146,10 @@ async fn sigterm_right_after_a_burst_announces_everything_stored() {
         .await;
     stack.start_service("mover").await;
 
-    for start in (0..100).step_by(10) {
-        let bodies: Vec<String> = (start..start + 10)
-            .map(|i| json!({"thingName": "burstThing", "epochTime": i}).to_string())
-            .collect();
-        send_batch(&stack, &inbound, &bodies).await;
-    }
+    let bodies: Vec<String> = (0..100)
+        .map(|i| json!({"thingName": "burstThing", "epochTime": i}).to_string())
+        .collect();
+    stack.send_batch(&inbound, &bodies).await;
     let mover = stack.service("mover");
     mover.stop(30);
     let (running, code) = mover.state();

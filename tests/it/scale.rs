@@ -3,7 +3,6 @@
 //! is handled exactly once from the user's point of view. (mqtt-api replicas
 //! sharing `$share/mqtt-api/request/#`: mqtt_api.rs.)
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use lambdaless_client::fetch::FetchClient;
@@ -12,7 +11,7 @@ use lambdaless_contracts::names;
 use lambdaless_testkit::{eventually, http_get, Stack, ADMIN_PORT};
 use serde_json::json;
 
-use crate::devices::{queue_depth, send_stream, stored_sqs_ids};
+use crate::devices::{assert_stored_once, queue_depth, send_stream, stored_sqs_ids};
 use crate::mqtt_api::queue_url;
 
 /// Sum of a counter's samples whose labels contain every one of `needles`.
@@ -70,12 +69,7 @@ async fn three_movers_and_two_responders_split_the_work_and_handle_each_message_
             .then_some(())
     })
     .await;
-    let stored = stored_sqs_ids(&stack).await;
-    assert_eq!(stored.len(), N, "a message was stored twice");
-    assert_eq!(
-        stored.into_iter().collect::<HashSet<_>>(),
-        sent.into_iter().collect::<HashSet<_>>()
-    );
+    assert_stored_once(&stack, sent).await;
     let per_mover = replica_counts(
         &stack,
         "mover",

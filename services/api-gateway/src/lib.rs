@@ -17,7 +17,6 @@ pub mod users;
 
 pub mod fetch;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +25,11 @@ use axum::http::{header, HeaderName, HeaderValue, Method, Request};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::get;
 use axum::Router;
-use lambdaless_contracts::{names, Names};
+use lambdaless_contracts::names;
 use lambdaless_runtime::auth::{self, Authorizer, Guard, KeysAndJwt, Limits};
-use lambdaless_runtime::aws::{self, AwsClients};
-use lambdaless_runtime::{admin, Readiness, ServiceContext};
-use tokio::net::TcpListener;
+use lambdaless_runtime::aws;
+use lambdaless_runtime::{admin, Base, Readiness, Run, Started};
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -39,41 +38,40 @@ pub use settings::{GraphqlSettings, Settings, ThrottleSettings};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub struct App {
-    settings: Settings,
-    ctx: ServiceContext,
-    listener: TcpListener,
-    aws: AwsClients,
-    names: Names,
+/// A built, not yet running, api-gateway.
+pub type App = lambdaless_runtime::App<Gateway>;
+
+/// The gateway's own part: its authorizer.
+pub struct Gateway {
     authorizer: Arc<dyn Authorizer>,
 }
 
-impl App {
-    /// Binds the service port (0 picks a free one).
-    pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
-        let listener = admin::bind(settings.port).await?;
-        let names = lambdaless_runtime::config::names(&settings.prefix)?;
+impl Run for Gateway {
+    type Settings = Settings;
+
+    /// Prepares the authorizer from the configured keys.
+    async fn prepare(settings: &Settings) -> anyhow::Result<Self> {
         let authorizer: Arc<dyn Authorizer> = Arc::new(KeysAndJwt::from_settings(&settings.auth)?);
-        let aws = aws::load().await;
-        Ok(Self {
-            settings,
-            ctx,
-            listener,
-            aws,
-            names,
-            authorizer,
-        })
+        Ok(Self { authorizer })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+    /// Serves until `shutdown`, then lets in-flight requests finish.
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let (base, settings, shutdown) = started.into_parts();
+        let router = self.router(&base, &settings, &shutdown)?;
+        base.serve(router, shutdown).await
     }
+}
 
-    /// The whole HTTP surface.
-    pub fn router(&self) -> Router {
-        let s = &self.settings;
+impl Gateway {
+    /// The whole HTTP surface; `shutdown` also ends the console's event streams.
+    pub fn router(
+        &self,
+        base: &Base,
+        s: &Settings,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Router> {
+        let (aws, names) = (base.aws(), base.names()?);
         let limits = Limits::new(&s.auth, &s.throttle);
         let guarded = |router: Router, scope: &'static str| {
             router.route_layer(from_fn_with_state(
@@ -83,50 +81,47 @@ impl App {
         };
 
         let users_state = users::UsersState {
-            aws: self.aws.clone(),
-            queue: self.names.name(names::USERS_CREATE),
+            aws: aws.clone(),
+            queue: names.name(names::USERS_CREATE),
             queue_url: Arc::default(),
-            table: self.names.name(names::USERS),
+            table: names.name(names::USERS),
         };
         let (write, read) = users::router(users_state);
 
         let source = graphql::schema::Source {
             store: Arc::new(graphql::store::Store {
-                db: self.aws.dynamodb.clone(),
+                db: aws.dynamodb.clone(),
                 cache: graphql::store::Cache::new(
                     Duration::from_secs(s.graphql.cache_ttl_secs),
                     s.graphql.cache_capacity,
                 ),
             }),
             tables: graphql::schema::Tables {
-                customers: self.names.name(names::CUSTOMERS),
-                products: self.names.name(names::PRODUCTS),
-                orders: self.names.name(names::ORDERS),
-                order_items: self.names.name(names::ORDER_ITEMS),
+                customers: names.name(names::CUSTOMERS),
+                products: names.name(names::PRODUCTS),
+                orders: names.name(names::ORDERS),
+                order_items: names.name(names::ORDER_ITEMS),
             },
         };
         let gql = graphql::GraphqlState::new(source, s.graphql.max_depth, s.graphql.max_complexity);
 
         let readiness = Readiness::default()
             .with(aws::sqs_check(
-                self.aws.sqs.clone(),
-                self.names.name(names::USERS_CREATE),
+                aws.sqs.clone(),
+                names.name(names::USERS_CREATE),
             ))
             .with(aws::dynamodb_check(
-                self.aws.dynamodb.clone(),
-                self.names.name(names::USERS),
+                aws.dynamodb.clone(),
+                names.name(names::USERS),
             ));
 
-        Router::new()
+        let router = Router::new()
             .merge(guarded(write, auth::USERS_WRITE))
             .merge(guarded(read, auth::USERS_READ))
             .merge(guarded(graphql::router(gql.clone()), auth::ORDERS_READ))
             .merge(guarded(
                 fetch::routes(
-                    lambdaless_client::fetch::FetchClient::new(
-                        self.aws.sqs.clone(),
-                        self.names.clone(),
-                    ),
+                    lambdaless_client::fetch::FetchClient::new(aws.sqs.clone(), names.clone()),
                     Duration::from_secs(s.fetch_timeout_secs),
                 ),
                 auth::FETCH,
@@ -135,14 +130,14 @@ impl App {
                 settings: s.console.clone(),
                 authorizer: self.authorizer.clone(),
                 limits: limits.clone(),
-                aws: self.aws.clone(),
-                names: self.names.clone(),
-                port: self.local_addr().port(),
-                stop: self.ctx.shutdown.clone(),
+                aws: aws.clone(),
+                names: names.clone(),
+                port: base.local_addr().port(),
+                stop: shutdown.clone(),
             }))
             .route("/graphql", get(graphql::playground))
             .route("/openapi.json", get(openapi::document))
-            .merge(admin::router(readiness, self.ctx.metrics.clone()))
+            .merge(base.admin_router(readiness))
             .fallback(error::no_such_route)
             .method_not_allowed_fallback(error::method_not_allowed)
             .layer(DefaultBodyLimit::max(s.body_limit_bytes))
@@ -160,16 +155,8 @@ impl App {
                     path = %req.uri().path(), principal = tracing::field::Empty)
                 }),
             )
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-    }
-
-    /// Serves until `ctx.shutdown`, then lets in-flight requests finish.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let router = self.router();
-        let addr = self.local_addr();
-        tracing::info!(startup_ms = self.ctx.elapsed_ms(), %addr, "api-gateway listening");
-        admin::serve(self.listener, router, self.ctx.shutdown.clone()).await?;
-        Ok(())
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+        Ok(router)
     }
 }
 

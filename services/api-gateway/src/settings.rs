@@ -1,18 +1,13 @@
 //! Settings of `api-gateway` (defaults here; `config/api-gateway.toml`; `LAMBDALESS_*`).
 
-use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
-use lambdaless_runtime::ServiceSettings;
+use lambdaless_runtime::config::{AuthSettings, ConfigError};
 pub use lambdaless_runtime::ThrottleSettings;
+use lambdaless_runtime::{Common, ServiceSettings};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    pub log: LogSettings,
-    /// The service port; also serves `/healthz`, `/readyz`, `/metrics`.
-    pub port: u16,
-    /// Prepended to every queue and table name.
-    pub prefix: String,
     pub auth: AuthSettings,
     pub throttle: ThrottleSettings,
     /// Larger request bodies get 413.
@@ -24,14 +19,15 @@ pub struct Settings {
     pub fetch_timeout_secs: u64,
     /// The web console (`/console`).
     pub console: crate::console::ConsoleSettings,
+    /// `log`, `prefix` and `port`: the gateway's HTTP port, which serves the
+    /// health and metrics routes too.
+    #[serde(skip)]
+    pub common: Common,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            log: LogSettings::default(),
-            port: 8080,
-            prefix: String::new(),
             auth: AuthSettings::default(),
             throttle: ThrottleSettings::default(),
             body_limit_bytes: 16 * 1024,
@@ -39,6 +35,7 @@ impl Default for Settings {
             graphql: GraphqlSettings::default(),
             fetch_timeout_secs: 10,
             console: Default::default(),
+            common: Common::http(8080),
         }
     }
 }
@@ -72,16 +69,11 @@ impl Default for GraphqlSettings {
 impl ServiceSettings for Settings {
     const SERVICE: &'static str = "api-gateway";
 
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    fn health_port(&self) -> u16 {
-        self.port
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        lambdaless_runtime::config::names(&self.prefix)?;
         self.auth.validate()?;
         self.throttle.validate()?;
         self.console.validate()?;

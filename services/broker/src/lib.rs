@@ -49,7 +49,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lambdaless_runtime::{admin, Readiness, ReadinessCheck, ServiceContext};
+use lambdaless_runtime::service::elapsed_ms;
+use lambdaless_runtime::{Readiness, ReadinessCheck, Run, Started};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -67,42 +68,15 @@ pub use settings::{Account, Settings};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A built, not yet running, broker: every public socket is bound.
-pub struct App {
-    settings: Settings,
-    ctx: ServiceContext,
-    admin: TcpListener,
+pub type App = lambdaless_runtime::App<Broker>;
+
+/// The broker's own part: its public MQTT and WebSocket listeners.
+pub struct Broker {
     mqtt: TcpListener,
     ws: TcpListener,
 }
 
-impl App {
-    /// Binds the admin, MQTT and WebSocket listeners (port 0 picks a free
-    /// port; see the `*_addr` methods).
-    pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
-        let admin = TcpListener::bind(("0.0.0.0", settings.admin_port))
-            .await
-            .with_context(|| format!("cannot bind admin port {}", settings.admin_port))?;
-        let mqtt = TcpListener::bind(settings.mqtt_listen)
-            .await
-            .with_context(|| format!("cannot bind MQTT listener {}", settings.mqtt_listen))?;
-        let ws = TcpListener::bind(settings.ws_listen)
-            .await
-            .with_context(|| format!("cannot bind WebSocket listener {}", settings.ws_listen))?;
-        Ok(Self {
-            settings,
-            ctx,
-            admin,
-            mqtt,
-            ws,
-        })
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("bound listener has an address")
-    }
-
+impl Broker {
     pub fn mqtt_addr(&self) -> SocketAddr {
         self.mqtt
             .local_addr()
@@ -112,19 +86,30 @@ impl App {
     pub fn ws_addr(&self) -> SocketAddr {
         self.ws.local_addr().expect("bound listener has an address")
     }
+}
+
+impl Run for Broker {
+    type Settings = Settings;
+
+    /// Binds the MQTT and WebSocket listeners (port 0 picks a free port; see
+    /// the `*_addr` methods).
+    async fn prepare(settings: &Settings) -> anyhow::Result<Self> {
+        let mqtt = TcpListener::bind(settings.mqtt_listen)
+            .await
+            .with_context(|| format!("cannot bind MQTT listener {}", settings.mqtt_listen))?;
+        let ws = TcpListener::bind(settings.ws_listen)
+            .await
+            .with_context(|| format!("cannot bind WebSocket listener {}", settings.ws_listen))?;
+        Ok(Self { mqtt, ws })
+    }
 
     /// Starts rumqttd, waits until it accepts logins, then serves until
-    /// `ctx.shutdown` (or until rumqttd stops, which is an error).
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// `shutdown` (or until rumqttd stops, which is an error).
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let (base, settings, shutdown) = started.into_parts();
         let (mqtt_addr, ws_addr, admin_addr) =
-            (self.mqtt_addr(), self.ws_addr(), self.admin_addr());
-        let Self {
-            settings,
-            ctx,
-            admin,
-            mqtt,
-            ws,
-        } = self;
+            (self.mqtt_addr(), self.ws_addr(), base.local_addr());
+        let Self { mqtt, ws } = self;
         telemetry::register();
         let users = Users::new(settings.users.clone(), settings.allow_anonymous);
         if users.allow_anonymous() {
@@ -165,29 +150,22 @@ impl App {
             alive.clone(),
             serving.clone(),
         ));
-        let admin_stop = CancellationToken::new();
-        let admin_task = tokio::spawn(admin::serve(
-            admin,
-            admin::router(readiness, ctx.metrics.clone()),
-            admin_stop.clone(),
-        ));
+        let running = base.serve_admin(readiness)?;
 
         let started = Instant::now();
         let ready = tokio::select! {
             r = wait_until_ready(&probe) => r,
             reason = &mut exited => Err(reason.unwrap_or_else(|_| "rumqttd thread ended".to_owned())),
-            _ = ctx.shutdown.cancelled() => Ok(()),
+            _ = shutdown.cancelled() => Ok(()),
         };
         if let Err(reason) = ready {
             stop.cancel();
-            admin_stop.cancel();
-            let _ = admin_task.await;
+            let _ = running.stop().await;
             anyhow::bail!("embedded rumqttd did not become ready: {reason}");
         }
-        if ctx.shutdown.is_cancelled() {
+        if shutdown.is_cancelled() {
             stop.cancel();
-            admin_stop.cancel();
-            return admin_task.await?.map_err(Into::into);
+            return running.stop().await;
         }
 
         let gate = Arc::new(Gate {
@@ -216,7 +194,7 @@ impl App {
         }
         serving.store(true, Ordering::Relaxed);
         tracing::info!(
-            startup_ms = ctx.elapsed_ms(),
+            startup_ms = elapsed_ms(),
             rumqttd_ready_ms = started.elapsed().as_millis() as u64,
             mqtt = %mqtt_addr,
             ws = %ws_addr,
@@ -226,7 +204,7 @@ impl App {
         );
 
         let outcome = tokio::select! {
-            _ = ctx.shutdown.cancelled() => Ok(()),
+            _ = shutdown.cancelled() => Ok(()),
             reason = &mut exited => Err(anyhow::anyhow!(
                 "embedded rumqttd stopped: {}",
                 reason.unwrap_or_else(|_| "thread ended".to_owned())
@@ -244,8 +222,7 @@ impl App {
             open_sessions = settings.max_connections.saturating_sub(open),
             "listeners closed; open client connections close as the process exits"
         );
-        admin_stop.cancel();
-        admin_task.await??;
+        running.stop().await?;
         outcome
     }
 }

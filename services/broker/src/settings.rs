@@ -13,7 +13,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use lambdaless_runtime::config::{ConfigError, LogSettings};
-use lambdaless_runtime::ServiceSettings;
+use lambdaless_runtime::{Common, ServiceSettings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -24,14 +24,13 @@ const MAX_CONNECTION_TIMEOUT_MS: u64 = u16::MAX as u64;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// rumqttd's own logs are off unless `filter` names `rumqttd` (it logs
-    /// routine events, such as every client that sends DISCONNECT before
-    /// closing, at ERROR); the front end logs sessions and refusals itself.
-    /// `RUST_LOG`, when set, replaces the filter entirely.
-    #[serde(deserialize_with = "deserialize_log")]
-    pub log: LogSettings,
-    /// Serves `/healthz`, `/readyz`, `/metrics` (0 picks a free port).
-    pub admin_port: u16,
+    /// `log` and `admin_port`. rumqttd's own logs are off unless
+    /// `log.filter` names `rumqttd` (it logs routine events, such as every
+    /// client that sends DISCONNECT before closing, at ERROR); the front end
+    /// logs sessions and refusals itself. `RUST_LOG`, when set, replaces the
+    /// filter entirely.
+    #[serde(skip)]
+    pub common: Common,
     /// MQTT 3.1.1 and 5 over TCP.
     pub mqtt_listen: SocketAddr,
     /// MQTT 3.1.1 and 5 over WebSocket (browsers; any path, subprotocol `mqtt`).
@@ -94,8 +93,10 @@ impl Account {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            log: quiet_rumqttd(LogSettings::default()),
-            admin_port: 9090,
+            common: Common {
+                log: quiet_rumqttd(LogSettings::default()),
+                ..Common::broker()
+            },
             mqtt_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883)),
             ws_listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8083)),
             users: BTreeMap::new(),
@@ -114,12 +115,12 @@ impl Default for Settings {
 impl ServiceSettings for Settings {
     const SERVICE: &'static str = "broker";
 
-    fn log(&self) -> &LogSettings {
-        &self.log
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
     }
 
-    fn health_port(&self) -> u16 {
-        self.admin_port
+    fn loaded(&mut self) {
+        self.common.log = quiet_rumqttd(self.common.log.clone());
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -191,7 +192,7 @@ impl ServiceSettings for Settings {
         let ports = [
             ("mqtt_listen", self.mqtt_listen.port()),
             ("ws_listen", self.ws_listen.port()),
-            ("admin_port", self.admin_port),
+            ("admin_port", self.common.port),
         ];
         for (i, (name, port)) in ports.iter().enumerate() {
             if *port != 0 && ports[..i].iter().any(|(_, p)| p == port) {
@@ -206,17 +207,13 @@ impl ServiceSettings for Settings {
 }
 
 /// Appends `rumqttd=off` to a filter that does not mention rumqttd. Applied
-/// when the field is deserialized, because a partial `log` table (only
-/// `format`, as in containers) takes the runtime's default filter.
+/// again once loaded, because a partial `log` table (only `format`, as in
+/// containers) takes the runtime's default filter.
 fn quiet_rumqttd(mut log: LogSettings) -> LogSettings {
     if !log.filter.contains("rumqttd") {
         log.filter = format!("{},rumqttd=off", log.filter);
     }
     log
-}
-
-fn deserialize_log<'de, D: Deserializer<'de>>(deserializer: D) -> Result<LogSettings, D::Error> {
-    LogSettings::deserialize(deserializer).map(quiet_rumqttd)
 }
 
 /// A user is a password (role `device`) or a table `{ password, role }`.
@@ -361,9 +358,10 @@ mod tests {
              [users.worker]\npassword = \"w\"\nrole = \"service\"\n",
         )
         .unwrap();
-        let s: Settings = lambdaless_runtime::config::load_with_file(Some(file)).unwrap();
+        let s: Settings = lambdaless_runtime::common::load_with_file(Some(file)).unwrap();
         assert_eq!(s.mqtt_listen.port(), 1884);
-        assert!(s.log.filter.ends_with("rumqttd=off"), "{}", s.log.filter);
+        let filter = &s.common.log.filter;
+        assert!(filter.ends_with("rumqttd=off"), "{filter}");
         assert_eq!(s.users["alice"].password.expose_secret(), "s3cret");
         assert_eq!(s.users["alice"].role, crate::acl::Role::Device);
         assert_eq!(s.users["bob"].password.expose_secret(), "1234");

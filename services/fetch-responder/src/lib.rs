@@ -10,27 +10,20 @@
 pub use lambdaless_contracts::fetch as request;
 pub mod responder;
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use lambdaless_contracts::{names, Names};
-use lambdaless_runtime::aws::{self, AwsClients};
-use lambdaless_runtime::config::{ConfigError, LogSettings};
-use lambdaless_runtime::{admin, shutdown, Readiness, ServiceContext, ServiceSettings};
+use lambdaless_contracts::names;
+use lambdaless_runtime::aws;
+use lambdaless_runtime::config::ConfigError;
+use lambdaless_runtime::{Common, Readiness, Run, ServiceSettings, Started};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    pub log: LogSettings,
-    /// Serves `/healthz`, `/readyz`, `/metrics`.
-    pub admin_port: u16,
-    /// Prepended to every queue and table name.
-    pub prefix: String,
-    /// On SIGTERM, how long requests in hand may take to finish.
-    pub drain_timeout_secs: u64,
+    /// `log`, `admin_port`, `prefix`, `drain_timeout_secs` (the requests in
+    /// hand on SIGTERM).
+    #[serde(skip)]
+    pub common: Common,
     /// Concurrent long polls on `fetch-requests` (each handles up to 10 at once).
     pub pollers: usize,
     /// Long-poll wait of each receive (0..=20 s).
@@ -40,10 +33,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            log: LogSettings::default(),
-            admin_port: 9090,
-            prefix: String::new(),
-            drain_timeout_secs: 20,
+            common: Common::worker(),
             pollers: 4,
             wait_secs: 20,
         }
@@ -53,12 +43,8 @@ impl Default for Settings {
 impl ServiceSettings for Settings {
     const SERVICE: &'static str = "fetch-responder";
 
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    fn health_port(&self) -> u16 {
-        self.admin_port
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -68,67 +54,45 @@ impl ServiceSettings for Settings {
         if !(0..=20).contains(&self.wait_secs) {
             return Err(ConfigError::value("wait_secs", "must be between 0 and 20"));
         }
-        lambdaless_runtime::config::names(&self.prefix).map(|_| ())
+        Ok(())
     }
 }
 
-pub struct App {
-    settings: Settings,
-    ctx: ServiceContext,
-    admin: TcpListener,
-    aws: AwsClients,
-    names: Names,
-}
+/// A built, not yet running, fetch-responder.
+pub type App = lambdaless_runtime::App<Responder>;
 
-impl App {
-    pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
-        let admin = admin::bind(settings.admin_port).await?;
-        let names = lambdaless_runtime::config::names(&settings.prefix)?;
-        let aws = aws::load().await;
-        Ok(Self {
-            settings,
-            ctx,
-            admin,
-            aws,
-            names,
-        })
+/// The fetch-responder's own part: the pollers of [`Run::run`].
+pub struct Responder;
+
+impl Run for Responder {
+    type Settings = Settings;
+
+    /// Nothing to bind beyond the admin port: requests arrive over SQS.
+    async fn prepare(_: &Settings) -> anyhow::Result<Self> {
+        Ok(Responder)
     }
 
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("bound listener has an address")
-    }
-
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Answers requests until `shutdown`, then finishes the ones in hand
+    /// within the drain timeout.
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let (base, settings, shutdown) = started.into_parts();
+        let (aws, names) = (base.aws().clone(), base.names()?);
         let readiness = Readiness::default()
             .with(aws::sqs_check(
-                self.aws.sqs.clone(),
-                self.names.name(names::FETCH_REQUESTS),
+                aws.sqs.clone(),
+                names.name(names::FETCH_REQUESTS),
             ))
             .with(aws::dynamodb_check(
-                self.aws.dynamodb.clone(),
-                self.names.name(names::DOCUMENTS),
+                aws.dynamodb.clone(),
+                names.name(names::DOCUMENTS),
             ));
-        let admin = admin::ServerHandle::spawn(
-            self.admin,
-            admin::router(readiness, self.ctx.metrics.clone()),
-        )?;
-        tracing::info!(startup_ms = self.ctx.elapsed_ms(), addr = %admin.local_addr(), "fetch-responder serving health and metrics");
+        let running = base.serve_admin(readiness)?;
         let tracker = TaskTracker::new();
-        let shutdown = self.ctx.shutdown.clone();
-        if let Some(worker) =
-            responder::worker(&self.aws, &self.names, self.settings.wait_secs, &shutdown).await
-        {
-            worker.spawn(self.settings.pollers, &tracker, &shutdown);
+        if let Some(worker) = responder::worker(&aws, &names, settings.wait_secs, &shutdown).await {
+            worker.spawn(settings.pollers, &tracker, &shutdown);
         }
         shutdown.cancelled().await;
-        shutdown::drain(
-            &tracker,
-            Duration::from_secs(self.settings.drain_timeout_secs),
-        )
-        .await;
-        admin.shutdown().await?;
-        Ok(())
+        running.drain(&tracker).await;
+        running.stop().await
     }
 }

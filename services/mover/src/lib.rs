@@ -10,60 +10,34 @@ pub mod devices;
 mod settings;
 pub mod users;
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use lambdaless_contracts::{names, Names};
-use lambdaless_runtime::aws::{self, AwsClients};
+use lambdaless_contracts::names;
+use lambdaless_runtime::aws;
 use lambdaless_runtime::mqtt::{self, MqttConnection};
-use lambdaless_runtime::{admin, shutdown, Readiness, ServiceContext};
-use tokio::net::TcpListener;
+use lambdaless_runtime::{Readiness, Run, Started};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use settings::{DevicesSettings, Settings, UsersSettings};
 
 /// A built, not yet running, mover.
-pub struct App {
-    settings: Settings,
-    ctx: ServiceContext,
-    admin: TcpListener,
-    aws: AwsClients,
-    names: Names,
-}
+pub type App = lambdaless_runtime::App<Mover>;
 
-impl App {
-    /// Binds the admin port and prepares the clients; does no network I/O to AWS.
-    pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
-        let admin = admin::bind(settings.admin_port).await?;
-        let names = Names::new(settings.prefix.clone())?;
-        let aws = aws::load().await;
-        Ok(Self {
-            settings,
-            ctx,
-            admin,
-            aws,
-            names,
-        })
+/// The mover's own part: its two pipelines, started in [`Run::run`].
+pub struct Mover;
+
+impl Run for Mover {
+    type Settings = Settings;
+
+    /// Nothing to bind beyond the admin port: the pipelines start in `run`.
+    async fn prepare(_: &Settings) -> anyhow::Result<Self> {
+        Ok(Mover)
     }
 
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("bound listener has an address")
-    }
-
-    /// Runs until `ctx.shutdown`; then stops polling, finishes the batches in
+    /// Runs until `shutdown`; then stops polling, finishes the batches in
     /// hand within the drain timeout, and returns.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let Self {
-            settings,
-            ctx,
-            admin,
-            aws,
-            names,
-        } = self;
-        let shutdown = ctx.shutdown.clone();
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let (base, settings, shutdown) = started.into_parts();
+        let (aws, names) = (base.aws().clone(), base.names()?);
         // The broker connection outlives the drain so notifications of the
         // last batches still go out.
         let mqtt_stop = CancellationToken::new();
@@ -88,12 +62,7 @@ impl App {
                 names.name(names::USERS_CREATE),
             ));
         }
-        let admin =
-            admin::ServerHandle::spawn(admin, admin::router(readiness, ctx.metrics.clone()))?;
-        tracing::info!(
-            startup_ms = ctx.elapsed_ms(),
-            "mover serving health and metrics"
-        );
+        let running = base.serve_admin(readiness)?;
 
         let tracker = TaskTracker::new();
         if settings.devices.enabled {
@@ -117,12 +86,15 @@ impl App {
 
         shutdown.cancelled().await;
         let drain_started = std::time::Instant::now();
-        let grace = Duration::from_secs(settings.drain_timeout_secs);
-        shutdown::drain(&tracker, grace).await;
+        running.drain(&tracker).await;
         // The batches in hand are stored and deleted; their notifications must reach the
         // broker before the connection closes.
         let unacked = connection
-            .flush(grace.saturating_sub(drain_started.elapsed()))
+            .flush(
+                running
+                    .drain_timeout()
+                    .saturating_sub(drain_started.elapsed()),
+            )
             .await;
         if unacked > 0 {
             tracing::warn!(
@@ -132,7 +104,6 @@ impl App {
         }
         mqtt_stop.cancel();
         let _ = mqtt.task.await;
-        admin.shutdown().await?;
-        Ok(())
+        running.stop().await
     }
 }

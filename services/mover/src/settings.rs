@@ -1,40 +1,33 @@
 //! Settings of `mover` (defaults here; `config/mover.toml`; `LAMBDALESS_*`).
 
 use lambdaless_contracts::device::{DEFAULT_MESSAGE_ID_KEY, DEFAULT_UUID_KEY};
-use lambdaless_runtime::config::{ConfigError, LogSettings, MqttSettings};
-use lambdaless_runtime::ServiceSettings;
+use lambdaless_runtime::config::{ConfigError, MqttSettings};
+use lambdaless_runtime::{Common, ServiceSettings};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    pub log: LogSettings,
-    /// Serves `/healthz`, `/readyz`, `/metrics`.
-    pub admin_port: u16,
-    /// Prepended to every queue and table name (sharing one AWS account).
-    pub prefix: String,
     /// Where stored-message notifications are published.
     pub mqtt: MqttSettings,
-    /// On SIGTERM, how long the batches in hand may take to finish. Keep it
-    /// below the container's stop grace period.
-    pub drain_timeout_secs: u64,
     pub devices: DevicesSettings,
     pub users: UsersSettings,
+    /// What every worker takes (see [`Common`]); on SIGTERM the batches in
+    /// hand get `drain_timeout_secs` to finish.
+    #[serde(skip)]
+    pub common: Common,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            log: LogSettings::default(),
-            admin_port: 9090,
-            prefix: String::new(),
             mqtt: MqttSettings {
                 client_id_prefix: "mover".to_owned(),
                 ..MqttSettings::default()
             },
-            drain_timeout_secs: 20,
             devices: DevicesSettings::default(),
             users: UsersSettings::default(),
+            common: Common::worker(),
         }
     }
 }
@@ -97,17 +90,12 @@ impl Default for UsersSettings {
 impl ServiceSettings for Settings {
     const SERVICE: &'static str = "mover";
 
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    fn health_port(&self) -> u16 {
-        self.admin_port
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.mqtt.validate()?;
-        lambdaless_runtime::config::names(&self.prefix)?;
         if !(1..=64).contains(&self.devices.pollers) {
             return Err(ConfigError::value("devices.pollers", "must be 1..=64"));
         }

@@ -19,16 +19,14 @@ mod handler;
 mod mqtt5;
 mod ops;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambdaless_contracts::{names, topics, Names};
-use lambdaless_runtime::aws::{self, AwsClients};
-use lambdaless_runtime::config::{ConfigError, LogSettings, MqttSettings};
-use lambdaless_runtime::{admin, shutdown, Readiness, ServiceContext, ServiceSettings};
+use lambdaless_contracts::{names, topics};
+use lambdaless_runtime::aws;
+use lambdaless_runtime::config::{ConfigError, MqttSettings};
+use lambdaless_runtime::{Common, Readiness, Run, ServiceSettings, Started};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,33 +38,27 @@ use crate::ops::Operations;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    pub log: LogSettings,
-    /// Serves `/healthz`, `/readyz`, `/metrics`.
-    pub admin_port: u16,
-    /// Prepended to every queue and table name.
-    pub prefix: String,
     pub mqtt: MqttSettings,
-    /// On SIGTERM, how long requests in hand may take to finish.
-    pub drain_timeout_secs: u64,
     /// Requests handled at once; more wait (the broker holds them meanwhile).
     pub max_in_flight: usize,
     /// Larger request payloads are answered on `response/invalid`.
     pub max_request_bytes: usize,
+    /// Shared with the other workers: log, admin port, name prefix, and the
+    /// time the requests in hand get on SIGTERM.
+    #[serde(skip)]
+    pub common: Common,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            log: LogSettings::default(),
-            admin_port: 9090,
-            prefix: String::new(),
             mqtt: MqttSettings {
                 client_id_prefix: "mqtt-api".to_owned(),
                 ..MqttSettings::default()
             },
-            drain_timeout_secs: 20,
             max_in_flight: 64,
             max_request_bytes: 128 * 1024,
+            common: Common::worker(),
         }
     }
 }
@@ -74,17 +66,12 @@ impl Default for Settings {
 impl ServiceSettings for Settings {
     const SERVICE: &'static str = "mqtt-api";
 
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    fn health_port(&self) -> u16 {
-        self.admin_port
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.mqtt.validate()?;
-        lambdaless_runtime::config::names(&self.prefix)?;
         if !(1..=1024).contains(&self.max_in_flight) {
             return Err(ConfigError::value("max_in_flight", "must be 1..=1024"));
         }
@@ -99,44 +86,23 @@ impl ServiceSettings for Settings {
 }
 
 /// A built, not yet running, mqtt-api.
-pub struct App {
-    settings: Settings,
-    ctx: ServiceContext,
-    admin: TcpListener,
-    aws: AwsClients,
-    names: Names,
-}
+pub type App = lambdaless_runtime::App<Api>;
 
-impl App {
-    /// Binds the admin port and prepares the clients; no network I/O yet.
-    pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
-        let admin = admin::bind(settings.admin_port).await?;
-        let names = lambdaless_runtime::config::names(&settings.prefix)?;
-        let aws = aws::load().await;
-        Ok(Self {
-            settings,
-            ctx,
-            admin,
-            aws,
-            names,
-        })
+/// mqtt-api's own part: the request loop of [`Run::run`].
+pub struct Api;
+
+impl Run for Api {
+    type Settings = Settings;
+
+    /// Nothing to bind beyond the admin port: requests arrive over MQTT.
+    async fn prepare(_: &Settings) -> anyhow::Result<Self> {
+        Ok(Api)
     }
 
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("bound listener has an address")
-    }
-
-    /// Serves requests until `ctx.shutdown`, then drains and returns.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let Self {
-            settings,
-            ctx,
-            admin,
-            aws,
-            names,
-        } = self;
+    /// Serves requests until `shutdown`, then drains and returns.
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let (base, settings, shutdown) = started.into_parts();
+        let (aws, names) = (base.aws().clone(), base.names()?);
         let mqtt_stop = CancellationToken::new();
         let mut mqtt = mqtt5::connect(
             &settings.mqtt,
@@ -149,9 +115,7 @@ impl App {
                 aws.dynamodb.clone(),
                 names.name(names::DEVICE_MESSAGES),
             ));
-        let admin =
-            admin::ServerHandle::spawn(admin, admin::router(readiness, ctx.metrics.clone()))?;
-        tracing::info!(startup_ms = ctx.elapsed_ms(), addr = %admin.local_addr(), "mqtt-api serving");
+        let running = base.serve_admin(readiness)?;
 
         let handler = Handler {
             ops: Operations::new(aws, &names),
@@ -189,7 +153,7 @@ impl App {
         };
         loop {
             tokio::select! {
-                _ = ctx.shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => break,
                 publish = mqtt.incoming.recv() => match publish {
                     Some(p) => spawn(p).await,
                     None => break,
@@ -209,14 +173,13 @@ impl App {
         while let Ok(Some(p)) = tokio::time::timeout(quiet, mqtt.incoming.recv()).await {
             spawn(p).await;
         }
-        shutdown::drain(&tracker, Duration::from_secs(settings.drain_timeout_secs)).await;
+        running.drain(&tracker).await;
         drop(ack_tx);
         let _ = tokio::time::timeout(Duration::from_secs(2), acker).await;
         // Let the last answers and acks leave before disconnecting.
         tokio::time::sleep(Duration::from_millis(200)).await;
         mqtt_stop.cancel();
         let _ = mqtt.task.await;
-        admin.shutdown().await?;
-        Ok(())
+        running.stop().await
     }
 }

@@ -12,27 +12,19 @@ pub mod dump;
 pub mod openapi;
 pub mod stream;
 
-use std::net::SocketAddr;
-
 use axum::routing::{get, post};
 use axum::Router;
 use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::auth::{self, Guard, Limits};
-use lambdaless_runtime::aws::{self, AwsClients};
-use lambdaless_runtime::config::{AuthSettings, ConfigError, LogSettings};
+use lambdaless_runtime::aws;
+use lambdaless_runtime::config::{AuthSettings, ConfigError};
 use lambdaless_runtime::ThrottleSettings;
-use lambdaless_runtime::{admin, error, Readiness, ServiceContext, ServiceSettings};
+use lambdaless_runtime::{admin, error, Common, Readiness, Run, ServiceSettings, Started};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    pub log: LogSettings,
-    /// The service port; also serves `/healthz`, `/readyz`, `/metrics`.
-    pub port: u16,
-    /// Prepended to every queue and table name.
-    pub prefix: String,
     pub auth: AuthSettings,
     /// Per-principal request rate (the gateway's `LAMBDALESS_THROTTLE__*`).
     pub throttle: ThrottleSettings,
@@ -45,14 +37,15 @@ pub struct Settings {
     pub max_segments_per_principal: usize,
     /// Largest `count` of one `POST /dump`.
     pub max_dump_count: u64,
+    /// `log`, `port` (the service port, also `/healthz`, `/readyz`,
+    /// `/metrics`), `prefix`.
+    #[serde(skip)]
+    pub common: Common,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            log: LogSettings::default(),
-            port: 8081,
-            prefix: String::new(),
             auth: AuthSettings::default(),
             throttle: ThrottleSettings::default(),
             max_streams_per_principal: 4,
@@ -69,6 +62,7 @@ impl Default for Settings {
             ]
             .map(str::to_owned)
             .to_vec(),
+            common: Common::http(8081),
         }
     }
 }
@@ -76,12 +70,8 @@ impl Default for Settings {
 impl ServiceSettings for Settings {
     const SERVICE: &'static str = "streamer";
 
-    fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    fn health_port(&self) -> u16 {
-        self.port
+    fn common_mut(&mut self) -> &mut Common {
+        &mut self.common
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -106,7 +96,7 @@ impl ServiceSettings for Settings {
                 format!("must be 1..={}", dump::MAX_COUNT),
             ));
         }
-        lambdaless_runtime::config::names(&self.prefix).map(|_| ())
+        Ok(())
     }
 }
 
@@ -123,48 +113,35 @@ pub struct AppState {
     pub max_dump_count: u64,
 }
 
-pub struct App {
-    settings: Settings,
-    ctx: ServiceContext,
-    listener: TcpListener,
-    aws: AwsClients,
-    names: Names,
-}
+/// A built, not yet running, streamer.
+pub type App = lambdaless_runtime::App<Streamer>;
 
-impl App {
-    /// Binds the service port (0 picks a free one).
-    pub async fn build(settings: Settings, ctx: ServiceContext) -> anyhow::Result<Self> {
-        let listener = admin::bind(settings.port).await?;
-        let names = lambdaless_runtime::config::names(&settings.prefix)?;
-        let aws = aws::load().await;
-        Ok(Self {
-            settings,
-            ctx,
-            listener,
-            aws,
-            names,
-        })
+/// The streamer's own part: the routes of [`Run::run`].
+pub struct Streamer;
+
+impl Run for Streamer {
+    type Settings = Settings;
+
+    /// Nothing beyond the service port: the routes are made in `run`.
+    async fn prepare(_: &Settings) -> anyhow::Result<Self> {
+        Ok(Streamer)
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
-    }
-
-    /// Serves until `ctx.shutdown`, then lets in-flight requests finish.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Serves until `shutdown`, then lets in-flight requests finish.
+    async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
+        let (base, settings, shutdown) = started.into_parts();
+        let (aws, names) = (base.aws().clone(), base.names()?);
         let readiness = Readiness::default().with(aws::dynamodb_check(
-            self.aws.dynamodb.clone(),
-            self.names.name(names::ARTISTS),
+            aws.dynamodb.clone(),
+            names.name(names::ARTISTS),
         ));
-        let s = &self.settings;
+        let s = &settings;
         let max_segments = s
             .max_segments_per_principal
             .min(stream::MAX_SEGMENTS as usize) as i32;
         let state = AppState {
-            dynamodb: self.aws.dynamodb.clone(),
-            names: self.names.clone(),
+            dynamodb: aws.dynamodb.clone(),
+            names: names.clone(),
             tables: access::parse_tables(&s.tables)?.into(),
             slots: access::Slots::new(s.max_streams_per_principal, s.max_segments_per_principal),
             max_segments: (s
@@ -188,7 +165,8 @@ impl App {
             .route("/dump", post(dump::handler))
             .with_state(state)
             .route_layer(guard(Guard::new(authorizer, limits, auth::STREAM_WRITE)));
-        let router = admin::router(readiness, self.ctx.metrics.clone())
+        let router = base
+            .admin_router(readiness)
             .merge(streams)
             .merge(dumps)
             .route(
@@ -198,9 +176,6 @@ impl App {
             .fallback(error::no_such_route)
             .method_not_allowed_fallback(error::method_not_allowed)
             .layer(axum::middleware::from_fn(admin::track_http));
-        let addr = self.local_addr();
-        tracing::info!(startup_ms = self.ctx.elapsed_ms(), %addr, "streamer listening");
-        admin::serve(self.listener, router, self.ctx.shutdown.clone()).await?;
-        Ok(())
+        base.serve(router, shutdown).await
     }
 }

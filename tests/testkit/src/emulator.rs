@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use lambdaless_runtime::dynamo_json;
 use serde_json::{Map, Value};
 
@@ -87,6 +87,47 @@ impl Stack {
             .send()
             .await
             .expect("SendMessage succeeds");
+    }
+
+    /// Sends `bodies` to the queue at `url` with SendMessageBatch, ten at a
+    /// time (so that a worker tends to receive each ten as one batch);
+    /// returns their SQS message ids.
+    pub async fn send_batch(&self, url: &str, bodies: &[String]) -> Vec<String> {
+        let mut ids = Vec::with_capacity(bodies.len());
+        for (chunk, tens) in bodies.chunks(10).zip(0..) {
+            let entries = chunk
+                .iter()
+                .zip(0..)
+                .map(|(body, i)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(format!("{tens}-{i}"))
+                        .message_body(body)
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let out = self
+                .aws
+                .sqs
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("SendMessageBatch succeeds");
+            assert!(out.failed.is_empty(), "{:?}", out.failed);
+            ids.extend(out.successful.into_iter().map(|s| s.message_id));
+        }
+        ids
+    }
+
+    /// Waits (30 s at most, else panics) until the queue at `url` holds no
+    /// message, visible or in flight.
+    pub async fn wait_empty(&self, url: &str) {
+        crate::eventually(Duration::from_secs(30), "the queue to be empty", || async {
+            (self.depth_of_url(url).await.total() == 0).then_some(())
+        })
+        .await;
     }
 
     /// Sends `body` to the queue called `name`.

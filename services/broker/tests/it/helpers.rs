@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use broker::{Account, App, Role, Settings};
-use lambdaless_runtime::ServiceContext;
+use lambdaless_runtime::Common;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,7 +31,10 @@ pub(crate) async fn spawn_app() -> TestApp {
 
 pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings {
-        admin_port: 0,
+        common: Common {
+            port: 0,
+            ..Settings::default().common
+        },
         mqtt_listen: "127.0.0.1:0".parse().unwrap(),
         ws_listen: "127.0.0.1:0".parse().unwrap(),
         // `local` is a service user here: these tests exercise the broker,
@@ -47,13 +50,11 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestAp
     };
     adjust(&mut settings);
     let shutdown = CancellationToken::new();
-    let app = App::build(settings, ServiceContext::new("broker", shutdown.clone()))
-        .await
-        .expect("broker builds");
-    let mut admin = app.admin_addr();
+    let app = App::build(settings).await.expect("broker builds");
+    let mut admin = app.local_addr();
     admin.set_ip([127, 0, 0, 1].into());
-    let (mqtt, ws) = (app.mqtt_addr(), app.ws_addr());
-    let task = tokio::spawn(app.run());
+    let (mqtt, ws) = (app.service().mqtt_addr(), app.service().ws_addr());
+    let task = tokio::spawn(app.run(shutdown.clone()));
     let test_app = TestApp {
         mqtt,
         ws,

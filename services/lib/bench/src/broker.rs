@@ -33,29 +33,13 @@ pub(crate) struct Options {
     /// Also measure an already running broker on this loopback port (user
     /// `local`/`local`), e.g. the Compose stack's or rumqttd's internal port.
     pub(crate) also_port: Option<u16>,
-    /// The Python with paho-mqtt (default: [`default_paho_python`]); the paho
+    /// The Python with paho-mqtt (default: [`lambdaless_client::paho::python`]); the paho
     /// rows are left out, with a note, when it is missing.
     pub(crate) paho_python: Option<PathBuf>,
 }
 
 /// The paho measurement script, written to a temporary file at run time.
 const PAHO_SCRIPT: &str = include_str!("../paho/paho_bench.py");
-
-/// `$LAMBDALESS_PAHO_PYTHON`, else the venv `scripts/install-deps.sh`
-/// creates under the cache directory (`scripts/lib.sh`'s `LL_CACHE_DIR`).
-pub(crate) fn default_paho_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("LAMBDALESS_PAHO_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("LAMBDALESS_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("lambdaless")))
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
-                .join(".cache/lambdaless")
-        });
-    cache.join("paho-venv/bin/python")
-}
 
 /// A broker process that is killed when dropped.
 struct Running {
@@ -349,7 +333,10 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<Section> {
         "our broker binary is not at {} (build it, or pass --broker-bin)",
         bin.display()
     );
-    let python = opts.paho_python.clone().unwrap_or_else(default_paho_python);
+    let python = opts
+        .paho_python
+        .clone()
+        .unwrap_or_else(lambdaless_client::paho::python);
     let script = std::env::temp_dir().join(format!("lambdaless-paho-{}.py", std::process::id()));
     let script = if python.exists() {
         std::fs::write(&script, PAHO_SCRIPT)?;

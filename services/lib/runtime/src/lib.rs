@@ -1,6 +1,8 @@
 //! Runtime plumbing shared by every lambdaless binary, written once.
 //!
 //! - [`config`]: typed settings, defaults → TOML file (`LAMBDALESS_CONFIG`) → `LAMBDALESS_*` env.
+//! - [`common`]: the settings every service shares (log, port, prefix, drain timeout), read
+//!   beside each service's own.
 //! - [`telemetry`]: JSON or human logs and the Prometheus recorder.
 //! - [`shutdown`]: SIGTERM/SIGINT as a [`tokio_util::sync::CancellationToken`] plus a drain helper.
 //! - [`admin`]: `/healthz`, `/readyz` and `/metrics`, and the HTTP server loop.
@@ -8,12 +10,15 @@
 //! - [`mqtt`]: a self-healing MQTT connection whose event loop is always polled.
 //! - [`auth`], [`throttle`], [`error`]: the HTTP services' authorizer, rate limits and
 //!   their one JSON error type.
-//! - [`service`]: the `main` every service binary calls, including the
-//!   `healthcheck` subcommand used by container health checks.
+//! - [`service`]: the start-up skeleton: the one [`App`] shape (`build`, `local_addr`,
+//!   `run(shutdown)`) over each service's [`Run`], the [`Base`] every `App` holds (admin, readiness, drain), and the
+//!   `main` every service binary calls, including the `healthcheck` subcommand used by
+//!   container health checks.
 
 pub mod admin;
 pub mod auth;
 pub mod aws;
+pub mod common;
 pub mod config;
 pub mod dynamo_json;
 pub mod error;
@@ -27,7 +32,8 @@ pub mod throttle;
 pub mod worker;
 
 pub use admin::{Readiness, ReadinessCheck};
+pub use common::Common;
 pub use config::{AuthSettings, ConfigError, LogSettings, MqttSettings};
 pub use error::ApiError;
-pub use service::{ServiceContext, ServiceSettings};
+pub use service::{App, Base, Run, ServiceSettings, Started};
 pub use throttle::ThrottleSettings;

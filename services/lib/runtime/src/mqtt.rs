@@ -7,11 +7,12 @@
 //! since callers acknowledge with manual acks), re-subscribes after every
 //! reconnect, and backs off between attempts while the broker is away.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
 use secrecy::ExposeSecret;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -36,8 +37,53 @@ pub struct MqttConnection {
 /// arrived yet.
 #[derive(Default)]
 struct Unacked {
-    count: AtomicUsize,
+    pending: Mutex<Pending>,
     changed: Notify,
+}
+
+impl Unacked {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // Every critical section below is a few integer or set operations: it cannot panic
+        // half way, so a poisoned lock still holds consistent counts.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The publishes [`MqttConnection::flush`] waits for, by packet id.
+///
+/// rumqttc gives a QoS 1 publish its packet id only when its event loop sends it, in the
+/// order the publishes were queued, and reports it as `Outgoing::Publish(pkid)`. So a queued
+/// publish is counted in `queued` until the next new packet id goes out, which is then its
+/// id; only a PUBACK for one of those ids ends the wait. This is exact as long as the
+/// connection's QoS 1 publishes all go through `publish_acked` (the mover's notification
+/// connection); PUBACKs for any other id are ignored.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Queued through `publish_acked`, packet id not assigned yet.
+    queued: usize,
+    /// Sent, awaiting their PUBACK.
+    ids: HashSet<u16>,
+}
+
+impl Pending {
+    /// rumqttc sent a publish with packet id `pkid` (0: QoS 0).
+    fn sent(&mut self, pkid: u16) {
+        // A resend after a reconnect keeps its id: it is already awaited.
+        if pkid != 0 && self.queued > 0 && self.ids.insert(pkid) {
+            self.queued -= 1;
+        }
+    }
+
+    /// The broker acknowledged `pkid`; `true` when it was awaited.
+    fn acked(&mut self, pkid: u16) -> bool {
+        self.ids.remove(&pkid)
+    }
+
+    fn len(&self) -> usize {
+        self.queued + self.ids.len()
+    }
 }
 
 impl MqttConnection {
@@ -49,12 +95,14 @@ impl MqttConnection {
         topic: String,
         payload: Vec<u8>,
     ) -> Result<(), rumqttc::ClientError> {
-        self.unacked.count.fetch_add(1, Ordering::SeqCst);
+        // Counted before it is queued: the event loop may send it at once.
+        self.unacked.lock().queued += 1;
         let queued = self
             .client
             .try_publish(topic, QoS::AtLeastOnce, false, payload);
         if queued.is_err() {
-            self.unacked.count.fetch_sub(1, Ordering::SeqCst);
+            self.unacked.lock().queued -= 1;
+            self.unacked.changed.notify_waiters();
         }
         queued
     }
@@ -65,14 +113,14 @@ impl MqttConnection {
         let wait = async {
             loop {
                 let changed = self.unacked.changed.notified();
-                if self.unacked.count.load(Ordering::SeqCst) == 0 {
+                if self.unacked.lock().len() == 0 {
                     return;
                 }
                 changed.await;
             }
         };
         let _ = tokio::time::timeout(limit, wait).await;
-        self.unacked.count.load(Ordering::SeqCst)
+        self.unacked.lock().len()
     }
 
     pub fn is_connected(&self) -> bool {
@@ -172,10 +220,13 @@ pub fn connect(
                             // Nobody reads any more: the service is shutting down.
                         }
                     }
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        // Saturating: publishes made with `client` directly are acked too.
-                        let _ = loop_unacked.count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-                        loop_unacked.changed.notify_waiters();
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        loop_unacked.lock().sent(pkid);
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        if loop_unacked.lock().acked(ack.pkid) {
+                            loop_unacked.changed.notify_waiters();
+                        }
                     }
                     Ok(Event::Incoming(Packet::SubAck(ack))) => {
                         tracing::debug!(pkid = ack.pkid, codes = ?ack.return_codes, "subscribed");
@@ -210,5 +261,48 @@ pub fn connect(
         },
         incoming,
         task,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pending;
+
+    #[test]
+    fn only_the_pubacks_of_awaited_publishes_count() {
+        // Two publishes queued; the first goes out as 7, the second is still queued.
+        let mut p = Pending {
+            queued: 2,
+            ..Pending::default()
+        };
+        p.sent(7);
+        assert_eq!(p.len(), 2);
+        // A PUBACK for a packet this connection never awaited changes nothing.
+        assert!(!p.acked(3));
+        assert_eq!(p.len(), 2);
+        p.sent(8);
+        // A resend of 7 after a reconnect is not a new publish.
+        p.sent(7);
+        assert_eq!((p.queued, p.ids.len()), (0, 2));
+        assert!(p.acked(7));
+        // A duplicate PUBACK for 7 does not release 8.
+        assert!(!p.acked(7));
+        assert_eq!(p.len(), 1);
+        assert!(p.acked(8));
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn qos0_and_untracked_publishes_are_not_awaited() {
+        let mut p = Pending::default();
+        p.sent(0);
+        p.sent(5);
+        assert_eq!(p.len(), 0);
+        p.queued = 1;
+        p.sent(0);
+        assert_eq!(p.len(), 1);
+        p.sent(9);
+        assert!(p.acked(9));
+        assert_eq!(p.len(), 0);
     }
 }

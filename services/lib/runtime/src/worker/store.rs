@@ -326,34 +326,22 @@ mod tests {
         assert_eq!(stored.iter().filter(|s| *s == "m3").count(), 1);
     }
 
+    /// Writes one good item through a writer whose first `failures` calls fail.
+    async fn write_after_failures(failures: u32) -> Vec<Written> {
+        let fake = Fake {
+            fail_first: Mutex::new(failures),
+            ..Fake::default()
+        };
+        let items = [item("a", false)];
+        write_items(&fake, "t", &["id"], &items, Duration::from_millis(1)).await
+    }
+
     #[tokio::test(start_paused = true)]
     async fn transient_errors_are_retried_then_reported() {
-        let fake = Fake {
-            fail_first: Mutex::new(2),
-            ..Fake::default()
-        };
-        let out = write_items(
-            &fake,
-            "t",
-            &["id"],
-            &[item("a", false)],
-            Duration::from_millis(1),
-        )
-        .await;
-        assert_eq!(out, vec![Written::Stored]);
-
-        let down = Fake {
-            fail_first: Mutex::new(100),
-            ..Fake::default()
-        };
-        let out = write_items(
-            &down,
-            "t",
-            &["id"],
-            &[item("a", false)],
-            Duration::from_millis(1),
-        )
-        .await;
-        assert_eq!(out, vec![Written::Failed("throttled".into())]);
+        assert_eq!(write_after_failures(2).await, vec![Written::Stored]);
+        assert_eq!(
+            write_after_failures(100).await,
+            vec![Written::Failed("throttled".into())]
+        );
     }
 }
