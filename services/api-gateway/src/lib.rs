@@ -82,8 +82,7 @@ impl Gateway {
 
         let users_state = users::UsersState {
             aws: aws.clone(),
-            queue: names.name(names::USERS_CREATE),
-            queue_url: Arc::default(),
+            queue: aws::NamedQueue::new(aws.sqs.clone(), names.name(names::USERS_CREATE)),
             table: names.name(names::USERS),
         };
         let (write, read) = users::router(users_state);

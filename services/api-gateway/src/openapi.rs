@@ -60,7 +60,7 @@ fn graphql_get() {}
         GraphqlRequest, GraphqlResponse, console::Ticket, console::DeviceMessage,
         console::DeviceMessageQueued, console::DeviceOp, console::DeviceRequestDoc,
         console::DeviceRequestSent, console::ServiceHealth, console::ConsoleHealth,
-        console::ConsoleStreamMode)),
+        lambdaless_runtime::openapi::StreamMode)),
     modifiers(&Security)
 )]
 pub struct ApiDoc;

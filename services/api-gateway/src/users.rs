@@ -16,9 +16,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 pub use lambdaless_contracts::user::valid_email;
 use lambdaless_contracts::user::{user_id, NewUser};
-use lambdaless_runtime::aws::AwsClients;
+use lambdaless_runtime::aws::{AwsClients, NamedQueue};
 use serde::{Deserialize, Serialize};
-use tokio::sync::OnceCell;
+
 use utoipa::ToSchema;
 
 pub use crate::error::ErrorBody;
@@ -28,10 +28,8 @@ use crate::error::{unavailable, ApiError, RawJson};
 #[derive(Clone)]
 pub struct UsersState {
     pub aws: AwsClients,
-    /// Physical name of `users-create`.
-    pub queue: String,
-    /// Resolved on first use so the gateway starts while SQS is still down.
-    pub queue_url: std::sync::Arc<OnceCell<String>>,
+    /// `users-create`.
+    pub queue: NamedQueue,
     pub table: String,
 }
 
@@ -108,31 +106,7 @@ pub async fn create_user(
     RawJson(body, raw): RawJson<CreateUser>,
 ) -> Result<Response, ApiError> {
     body.validate()?;
-    let url = state
-        .queue_url
-        .get_or_try_init(|| async {
-            state
-                .aws
-                .sqs
-                .get_queue_url()
-                .queue_name(&state.queue)
-                .send()
-                .await
-                .map_err(|e| unavailable("GetQueueUrl", &e))?
-                .queue_url
-                .ok_or_else(|| ApiError::Unavailable("queue has no URL".to_owned()))
-        })
-        .await?;
-    let sent = state
-        .aws
-        .sqs
-        .send_message()
-        .queue_url(url)
-        .message_body(raw)
-        .send()
-        .await
-        .map_err(|e| unavailable("SendMessage", &e))?;
-    let message_id = sent.message_id.unwrap_or_default();
+    let message_id = state.queue.send(raw).await?;
     let mut headers = HeaderMap::new();
     headers.insert(
         "x-sqs-message-id",

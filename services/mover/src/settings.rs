@@ -21,10 +21,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            mqtt: MqttSettings {
-                client_id_prefix: "mover".to_owned(),
-                ..MqttSettings::default()
-            },
+            mqtt: MqttSettings::client("mover"),
             devices: DevicesSettings::default(),
             users: UsersSettings::default(),
             common: Common::worker(),

@@ -52,10 +52,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            mqtt: MqttSettings {
-                client_id_prefix: "mqtt-api".to_owned(),
-                ..MqttSettings::default()
-            },
+            mqtt: MqttSettings::client("mqtt-api"),
             max_in_flight: 64,
             max_request_bytes: 128 * 1024,
             common: Common::worker(),

@@ -12,16 +12,16 @@
 //! acknowledged by hand), subscribes again after every reconnect and backs
 //! off while the broker is away.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lambdaless_runtime::config::MqttSettings;
+use lambdaless_runtime::mqtt::{self, Link};
 use lambdaless_runtime::ReadinessCheck;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, Publish};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -40,17 +40,7 @@ pub(crate) struct Connection {
 impl Connection {
     /// Readiness probe named `broker`.
     pub(crate) fn readiness_check(&self) -> ReadinessCheck {
-        let connected = self.connected.clone();
-        ReadinessCheck::new("broker", move || {
-            let up = connected.load(Ordering::Relaxed);
-            async move {
-                if up {
-                    Ok(())
-                } else {
-                    Err("not connected to the MQTT broker".to_owned())
-                }
-            }
-        })
+        mqtt::readiness(self.connected.clone())
     }
 }
 
@@ -66,23 +56,14 @@ pub(crate) struct Parts {
 /// Connects (clean start, manual acknowledgements), subscribes `filter` at
 /// QoS 1 after every CONNACK, and keeps the connection up until `stop`.
 pub(crate) fn connect(settings: &MqttSettings, filter: &str, stop: CancellationToken) -> Parts {
-    let client_id = format!(
-        "{}-{}",
-        settings.client_id_prefix,
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
+    let client_id = mqtt::client_id(settings);
     let mut options = MqttOptions::new(client_id.clone(), settings.host.clone(), settings.port);
     options.set_keep_alive(Duration::from_secs(settings.keep_alive_secs));
     options.set_max_packet_size(u32::try_from(settings.max_packet_bytes).ok());
     options.set_manual_acks(true);
     options.set_clean_start(true);
-    if let Some(user) = &settings.username {
-        let password = settings
-            .password
-            .as_ref()
-            .map(|p| p.expose_secret().to_owned())
-            .unwrap_or_default();
-        options.set_credentials(user.clone(), password);
+    if let Some((user, password)) = mqtt::credentials(settings) {
+        options.set_credentials(user, password);
     }
     // Small request/answer packets: no Nagle delay.
     let mut network = rumqttc::NetworkOptions::new();
@@ -97,7 +78,7 @@ pub(crate) fn connect(settings: &MqttSettings, filter: &str, stop: CancellationT
     let span = tracing::info_span!("mqtt", client_id = %client_id, mqtt5 = true);
     let task = tokio::spawn(
         async move {
-            let mut backoff = Duration::from_millis(100);
+            let mut link = Link::new(loop_connected);
             loop {
                 let event = tokio::select! {
                     _ = stop.cancelled() => break,
@@ -106,10 +87,10 @@ pub(crate) fn connect(settings: &MqttSettings, filter: &str, stop: CancellationT
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         if ack.code == ConnectReturnCode::Success {
-                            tracing::info!("connected to broker");
-                            loop_connected.store(true, Ordering::Relaxed);
-                            backoff = Duration::from_millis(100);
-                            if let Err(e) = loop_client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                            link.up();
+                            if let Err(e) =
+                                loop_client.try_subscribe(filter.clone(), QoS::AtLeastOnce)
+                            {
                                 tracing::error!(%filter, error = %e, "cannot queue subscription");
                             }
                         } else {
@@ -125,20 +106,13 @@ pub(crate) fn connect(settings: &MqttSettings, filter: &str, stop: CancellationT
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        if loop_connected.swap(false, Ordering::Relaxed) {
-                            tracing::warn!(error = %e, "broker connection lost; reconnecting");
-                        } else {
-                            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker not reachable");
+                        if !link.down(e.to_string(), &stop).await {
+                            break;
                         }
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             }
-            loop_connected.store(false, Ordering::Relaxed);
+            link.closed();
             let _ = loop_client.try_disconnect();
             // Give the DISCONNECT a moment to leave.
             let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;

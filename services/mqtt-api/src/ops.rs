@@ -9,8 +9,6 @@ use lambdaless_contracts::{names, Names};
 use lambdaless_runtime::aws::{self, AwsClients};
 use lambdaless_runtime::dynamo_json;
 
-use tokio::sync::OnceCell;
-
 /// The outcome label of the `mqtt_api_requests_total` counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -37,17 +35,16 @@ impl Outcome {
 pub(crate) struct Operations {
     aws: AwsClients,
     table: String,
-    outbound_queue: String,
-    outbound_url: std::sync::Arc<OnceCell<String>>,
+    /// `device-outbound`, where `send` puts messages for other devices.
+    outbound: aws::NamedQueue,
 }
 
 impl Operations {
     pub(crate) fn new(aws: AwsClients, names: &Names) -> Self {
         Self {
-            aws,
+            outbound: aws::NamedQueue::new(aws.sqs.clone(), names.name(names::DEVICE_OUTBOUND)),
             table: names.name(names::DEVICE_MESSAGES),
-            outbound_queue: names.name(names::DEVICE_OUTBOUND),
-            outbound_url: std::sync::Arc::default(),
+            aws,
         }
     }
 
@@ -238,34 +235,12 @@ impl Operations {
                 .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         };
-        let url = self
-            .outbound_url
-            .get_or_try_init(|| async {
-                self.aws
-                    .sqs
-                    .get_queue_url()
-                    .queue_name(&self.outbound_queue)
-                    .send()
-                    .await
-                    .map_err(|e| aws::describe(&e))?
-                    .queue_url
-                    .ok_or_else(|| "GetQueueUrl returned no URL".to_owned())
-            })
-            .await?;
         let body = serde_json::to_string(&outbound).expect("outbound message serializes");
-        let sent = self
-            .aws
-            .sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| aws::describe(&e))?;
+        let message_id = self.outbound.send(body).await.map_err(|e| e.to_string())?;
         Ok((
             Answer::Sent {
                 uuid: uuid.to_owned(),
-                sqs_message_id: sent.message_id.unwrap_or_default(),
+                sqs_message_id: message_id,
             },
             Outcome::Ok,
         ))

@@ -46,11 +46,11 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            auth: AuthSettings::default(),
-            throttle: ThrottleSettings::default(),
             max_streams_per_principal: 4,
             max_segments_per_principal: 16,
             max_dump_count: 100_000,
+            auth: AuthSettings::default(),
+            throttle: ThrottleSettings::default(),
             tables: [
                 names::ARTISTS,
                 names::DOCUMENTS,

@@ -4,37 +4,9 @@
 
 use axum::Json;
 use lambdaless_runtime::error::ErrorBody;
-use lambdaless_runtime::openapi::{self as common, Security};
+use lambdaless_runtime::openapi::{self as common, Security, StreamMode, StreamParams};
 use serde::Serialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
-
-/// How `GET /stream/{table}` reads the table.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StreamMode {
-    /// Every item (in `segments` parallel segments).
-    Scan,
-    /// The items whose partition key equals `pk`.
-    Query,
-}
-
-/// Query parameters of `GET /stream/{table}`; any other is refused with 400.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct StreamParams {
-    /// `scan` (default) or `query`.
-    mode: Option<StreamMode>,
-    /// Partition key value; required with `mode=query`, refused with `scan`.
-    #[param(min_length = 1)]
-    pk: Option<String>,
-    /// Items per DynamoDB page (default 200).
-    #[param(minimum = 1, maximum = 1000)]
-    page_size: Option<i32>,
-    /// Parallel scan segments (scan only; the per-caller cap may be lower).
-    #[param(minimum = 1, maximum = 16)]
-    segments: Option<i32>,
-}
 
 /// Query parameters of `POST /dump`.
 #[derive(Debug, IntoParams)]

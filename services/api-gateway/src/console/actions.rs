@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lambdaless_contracts::topics;
 use lambdaless_runtime::auth;
-use lambdaless_runtime::aws::AwsClients;
+use lambdaless_runtime::aws::{AwsClients, NamedQueue};
 use lambdaless_runtime::mqtt::{self, MqttConnection};
 use lambdaless_runtime::MqttSettings;
 use serde::Deserialize;
@@ -29,15 +29,14 @@ use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{unavailable, ApiError, RawJson};
+use crate::error::{ApiError, RawJson};
 
 /// What the action routes share.
 #[derive(Clone)]
 pub struct ActionsState {
     pub aws: AwsClients,
-    /// Physical name of `device-inbound`.
-    pub device_inbound: String,
-    pub queue_url: Arc<OnceCell<String>>,
+    /// `device-inbound`.
+    pub device_inbound: NamedQueue,
     /// The `device`-role connection, opened on the first request.
     pub device: Arc<OnceCell<MqttConnection>>,
     pub device_mqtt: MqttSettings,
@@ -55,31 +54,7 @@ pub async fn send_device_message(
             "a device message is a JSON object".to_owned(),
         ));
     }
-    let url = state
-        .queue_url
-        .get_or_try_init(|| async {
-            state
-                .aws
-                .sqs
-                .get_queue_url()
-                .queue_name(&state.device_inbound)
-                .send()
-                .await
-                .map_err(|e| unavailable("GetQueueUrl", &e))?
-                .queue_url
-                .ok_or_else(|| ApiError::Internal("GetQueueUrl without a URL".to_owned()))
-        })
-        .await?;
-    let sent = state
-        .aws
-        .sqs
-        .send_message()
-        .queue_url(url)
-        .message_body(body)
-        .send()
-        .await
-        .map_err(|e| unavailable("SendMessage", &e))?;
-    let id = sent.message_id.unwrap_or_default();
+    let id = state.device_inbound.send(body).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "messageId": id }))).into_response())
 }
 

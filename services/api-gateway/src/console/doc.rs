@@ -13,7 +13,7 @@
 
 use lambdaless_runtime::error::ErrorBody;
 use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 /// What `POST /console/ticket` hands out.
 #[derive(Debug, Serialize, ToSchema)]
@@ -88,32 +88,6 @@ pub struct ServiceHealth {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsoleHealth {
     pub services: Vec<ServiceHealth>,
-}
-
-/// How the streamer reads the table.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ConsoleStreamMode {
-    Scan,
-    Query,
-}
-
-/// Query parameters of `GET /console/stream/{table}`, passed to the streamer
-/// unchanged (it refuses any other with 400).
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ConsoleStreamParams {
-    /// `scan` (default) or `query`.
-    mode: Option<ConsoleStreamMode>,
-    /// Partition key value; required with `mode=query`, refused with `scan`.
-    #[param(min_length = 1)]
-    pk: Option<String>,
-    /// Items per DynamoDB page (default 200).
-    #[param(minimum = 1, maximum = 1000)]
-    page_size: Option<i32>,
-    /// Parallel scan segments (scan only; the streamer's per-caller cap may be lower).
-    #[param(minimum = 1, maximum = 16)]
-    segments: Option<i32>,
 }
 
 #[utoipa::path(get, path = "/console", operation_id = "console_page", tag = "console",
@@ -192,7 +166,7 @@ fn device_request() {}
         origin with the caller's credential: the streamer checks the table's scope and its own \
         limits, and its status and error body are passed on.",
     params(("table" = String, Path, description = "an allow-listed logical table name", example = "artists"),
-        ConsoleStreamParams),
+        lambdaless_runtime::openapi::StreamParams),
     responses(
         (status = 200, description = "one JSON item per line", body = Object, content_type = "application/x-ndjson"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),

@@ -152,8 +152,10 @@ pub fn router(deps: Deps) -> Router {
     };
     let actions_state = actions::ActionsState {
         aws: deps.aws.clone(),
-        device_inbound: deps.names.name(names::DEVICE_INBOUND),
-        queue_url: Arc::default(),
+        device_inbound: lambdaless_runtime::aws::NamedQueue::new(
+            deps.aws.sqs.clone(),
+            deps.names.name(names::DEVICE_INBOUND),
+        ),
         device: Arc::default(),
         device_mqtt,
         streamer_url: s.streamer_url.trim_end_matches('/').to_owned(),

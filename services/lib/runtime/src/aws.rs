@@ -65,6 +65,79 @@ pub fn clients(config: &aws_config::SdkConfig) -> AwsClients {
     }
 }
 
+/// A queue known by name whose URL is looked up once, on first use (so a
+/// service starts while SQS is still down), then used to send.
+#[derive(Clone, Debug)]
+pub struct NamedQueue {
+    sqs: Sqs,
+    name: String,
+    url: std::sync::Arc<tokio::sync::OnceCell<String>>,
+}
+
+/// A failed queue call: the operation and the SDK's one-line description.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{op}: {detail}")]
+pub struct QueueError {
+    pub op: &'static str,
+    pub detail: String,
+}
+
+impl NamedQueue {
+    pub fn new(sqs: Sqs, name: String) -> Self {
+        Self {
+            sqs,
+            name,
+            url: std::sync::Arc::default(),
+        }
+    }
+
+    /// The physical queue name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The queue's URL (GetQueueUrl the first time).
+    pub async fn url(&self) -> Result<&str, QueueError> {
+        let url = self
+            .url
+            .get_or_try_init(|| async {
+                self.sqs
+                    .get_queue_url()
+                    .queue_name(&self.name)
+                    .send()
+                    .await
+                    .map_err(|e| QueueError {
+                        op: "GetQueueUrl",
+                        detail: describe(&e),
+                    })?
+                    .queue_url
+                    .ok_or_else(|| QueueError {
+                        op: "GetQueueUrl",
+                        detail: "no URL in the answer".to_owned(),
+                    })
+            })
+            .await?;
+        Ok(url)
+    }
+
+    /// Sends `body`; returns the SQS MessageId.
+    pub async fn send(&self, body: String) -> Result<String, QueueError> {
+        let url = self.url().await?;
+        let sent = self
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| QueueError {
+                op: "SendMessage",
+                detail: describe(&e),
+            })?;
+        Ok(sent.message_id.unwrap_or_default())
+    }
+}
+
 /// Flattens an SDK error into one line with its code and message (the debug
 /// form of SDK errors is many lines of internals).
 pub fn describe<E, R>(err: &aws_sdk_sqs::error::SdkError<E, R>) -> String

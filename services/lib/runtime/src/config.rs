@@ -156,6 +156,16 @@ pub struct MqttSettings {
     pub keep_alive_secs: u64,
 }
 
+impl MqttSettings {
+    /// The defaults, with client ids starting `{prefix}-` (one per service).
+    pub fn client(prefix: &str) -> Self {
+        Self {
+            client_id_prefix: prefix.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for MqttSettings {
     fn default() -> Self {
         Self {

@@ -130,6 +130,14 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
+/// A queue that cannot be reached is a dependency that is down: 503, with
+/// the detail logged, not shown.
+impl From<crate::aws::QueueError> for ApiError {
+    fn from(e: crate::aws::QueueError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

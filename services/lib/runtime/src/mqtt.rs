@@ -129,17 +129,91 @@ impl MqttConnection {
 
     /// Readiness probe named `broker`.
     pub fn readiness_check(&self) -> ReadinessCheck {
-        let connected = self.connected.clone();
-        ReadinessCheck::new("broker", move || {
-            let up = connected.load(Ordering::Relaxed);
-            async move {
-                if up {
-                    Ok(())
-                } else {
-                    Err("not connected to the MQTT broker".to_owned())
-                }
+        readiness(self.connected.clone())
+    }
+}
+
+/// Readiness probe named `broker`, up while `connected` is set (by [`Link`]).
+pub fn readiness(connected: Arc<AtomicBool>) -> ReadinessCheck {
+    ReadinessCheck::new("broker", move || {
+        let up = connected.load(Ordering::Relaxed);
+        async move {
+            if up {
+                Ok(())
+            } else {
+                Err("not connected to the MQTT broker".to_owned())
             }
-        })
+        }
+    })
+}
+
+/// `{client_id_prefix}-{12 hex digits}`: unique per replica and per start, so
+/// replicas never take over each other's session.
+pub fn client_id(settings: &MqttSettings) -> String {
+    format!(
+        "{}-{}",
+        settings.client_id_prefix,
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// The login from the settings, if a user is configured: (user, password).
+pub fn credentials(settings: &MqttSettings) -> Option<(String, String)> {
+    let user = settings.username.as_ref()?;
+    let password = settings
+        .password
+        .as_ref()
+        .map(|p| p.expose_secret().to_owned())
+        .unwrap_or_default();
+    Some((user.clone(), password))
+}
+
+/// What an MQTT event loop keeps across reconnects, for the MQTT 3.1.1
+/// client here and mqtt-api's MQTT 5 one: the connected flag behind
+/// [`readiness`], and the backoff while the broker is away.
+pub struct Link {
+    connected: Arc<AtomicBool>,
+    backoff: Duration,
+}
+
+impl Link {
+    const FIRST_RETRY: Duration = Duration::from_millis(100);
+    const LONGEST_RETRY: Duration = Duration::from_secs(5);
+
+    pub fn new(connected: Arc<AtomicBool>) -> Self {
+        Self {
+            connected,
+            backoff: Self::FIRST_RETRY,
+        }
+    }
+
+    /// The broker accepted the connection.
+    pub fn up(&mut self) {
+        tracing::info!("connected to broker");
+        self.connected.store(true, Ordering::Relaxed);
+        self.backoff = Self::FIRST_RETRY;
+    }
+
+    /// The event loop failed with `error`: logs it (as a lost connection the
+    /// first time, then with the next delay), then waits, doubling the delay
+    /// up to 5 s. Returns false if `stop` fired meanwhile.
+    pub async fn down(&mut self, error: String, stop: &CancellationToken) -> bool {
+        if self.connected.swap(false, Ordering::Relaxed) {
+            tracing::warn!(error = %error, "broker connection lost; reconnecting");
+        } else {
+            tracing::warn!(error = %error, retry_in_ms = self.backoff.as_millis() as u64, "broker not reachable");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(self.backoff) => {}
+        }
+        self.backoff = (self.backoff * 2).min(Self::LONGEST_RETRY);
+        true
+    }
+
+    /// The event loop has ended.
+    pub fn closed(&self) {
+        self.connected.store(false, Ordering::Relaxed);
     }
 }
 
@@ -160,23 +234,14 @@ pub fn connect(
     manual_acks: bool,
     stop: CancellationToken,
 ) -> MqttParts {
-    let client_id = format!(
-        "{}-{}",
-        settings.client_id_prefix,
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
+    let client_id = client_id(settings);
     let mut options = MqttOptions::new(client_id.clone(), settings.host.clone(), settings.port);
     options.set_keep_alive(Duration::from_secs(settings.keep_alive_secs));
     options.set_max_packet_size(settings.max_packet_bytes, settings.max_packet_bytes);
     options.set_manual_acks(manual_acks);
     options.set_clean_session(true);
-    if let Some(user) = &settings.username {
-        let password = settings
-            .password
-            .as_ref()
-            .map(|p| p.expose_secret().to_owned())
-            .unwrap_or_default();
-        options.set_credentials(user.clone(), password);
+    if let Some((user, password)) = credentials(settings) {
+        options.set_credentials(user, password);
     }
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     // Small request/answer packets: without TCP_NODELAY, Nagle and delayed
@@ -194,7 +259,7 @@ pub fn connect(
     let span = tracing::info_span!("mqtt", client_id = %client_id, broker = %format!("{}:{}", settings.host, settings.port));
     let task = tokio::spawn(
         async move {
-            let mut backoff = Duration::from_millis(100);
+            let mut link = Link::new(loop_connected);
             loop {
                 let event = tokio::select! {
                     _ = stop.cancelled() => break,
@@ -203,9 +268,7 @@ pub fn connect(
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         if ack.code == ConnectReturnCode::Success {
-                            tracing::info!("connected to broker");
-                            loop_connected.store(true, Ordering::Relaxed);
-                            backoff = Duration::from_millis(100);
+                            link.up();
                             for (filter, qos) in &subscriptions {
                                 if let Err(e) = loop_client.try_subscribe(filter.clone(), *qos) {
                                     tracing::error!(%filter, error = %e, "cannot queue subscription");
@@ -233,20 +296,13 @@ pub fn connect(
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        if loop_connected.swap(false, Ordering::Relaxed) {
-                            tracing::warn!(error = %e, "broker connection lost; reconnecting");
-                        } else {
-                            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "broker not reachable");
+                        if !link.down(e.to_string(), &stop).await {
+                            break;
                         }
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             }
-            loop_connected.store(false, Ordering::Relaxed);
+            link.closed();
             let _ = loop_client.try_disconnect();
             // Give the DISCONNECT a moment to leave.
             let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;

@@ -3,8 +3,40 @@
 //! (`/healthz`, `/readyz`, `/metrics`; bodies documented here, served by
 //! [`crate::admin`]).
 
+use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::Modify;
+use utoipa::{IntoParams, Modify, ToSchema};
+
+/// How the streamer's `GET /stream/{table}` (and the console's relay of it)
+/// reads the table.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamMode {
+    /// Every item (in `segments` parallel segments).
+    Scan,
+    /// The items whose partition key equals `pk`.
+    Query,
+}
+
+/// Query parameters of the streamer's `GET /stream/{table}`, which the
+/// console's `GET /console/stream/{table}` passes on unchanged; any other is
+/// refused with 400.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct StreamParams {
+    /// `scan` (default) or `query`.
+    mode: Option<StreamMode>,
+    /// Partition key value; required with `mode=query`, refused with `scan`.
+    #[param(min_length = 1)]
+    pk: Option<String>,
+    /// Items per DynamoDB page (default 200).
+    #[param(minimum = 1, maximum = 1000)]
+    page_size: Option<i32>,
+    /// Parallel scan segments (scan only; the per-caller cap may be lower).
+    #[param(minimum = 1, maximum = 16)]
+    segments: Option<i32>,
+}
 
 /// Adds the `api_key` (`x-api-key` header) and `bearer` (API key or HS256
 /// JWT) security schemes.
