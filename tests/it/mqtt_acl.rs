@@ -4,7 +4,6 @@
 //! one user per role, as Compose does: `local` (device), `service` (what
 //! mover and mqtt-api connect as), `observer`.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -12,18 +11,6 @@ use lambdaless_testkit::{
     http_get, Stack, ADMIN_PORT, MQTT_OBSERVER_PASSWORD, MQTT_OBSERVER_USER, MQTT_PASSWORD,
     MQTT_PORT, MQTT_USER, WS_PORT,
 };
-use serde_json::Value;
-
-/// `$LAMBDALESS_PAHO_PYTHON`, else the venv under the scripts' cache dir.
-pub(crate) fn paho_python() -> PathBuf {
-    let python = lambdaless_client::paho::python();
-    assert!(
-        python.exists(),
-        "paho-mqtt venv missing at {} (run scripts/install-deps.sh)",
-        python.display()
-    );
-    python
-}
 
 /// A paho client (MQTT over TCP, or over WebSocket with `ws`) that logs in,
 /// sends SUBSCRIBE with `filters` (one packet), prints the granted codes,
@@ -81,25 +68,17 @@ async fn paho(
     publish: &[(&str, &str)],
     listen_secs: f64,
 ) -> PahoOutcome {
-    let mut cmd = Command::new(paho_python());
-    cmd.arg("-c")
-        .arg(PAHO_CLIENT)
-        .arg(port.to_string())
-        .args([user, password, if websocket { "websockets" } else { "tcp" }])
-        .arg(serde_json::to_string(filters).unwrap())
-        .arg(serde_json::to_string(publish).unwrap())
-        .arg(listen_secs.to_string())
-        .stdin(Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "paho client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("paho client prints JSON");
+    let transport = if websocket { "websockets" } else { "tcp" };
+    let args = vec![
+        port.to_string(),
+        user.to_owned(),
+        password.to_owned(),
+        transport.to_owned(),
+        serde_json::to_string(filters).unwrap(),
+        serde_json::to_string(publish).unwrap(),
+        listen_secs.to_string(),
+    ];
+    let v = lambdaless_testkit::paho_script(PAHO_CLIENT, args).await;
     PahoOutcome {
         granted: v["granted"]
             .as_array()

@@ -6,14 +6,13 @@
 //! `{"error":"Message too large to send", ...}` instead of breaking the
 //! service's broker connection.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lambdaless_contracts::{api, names};
 use lambdaless_testkit::{docker_cli, http_get, Stack, ADMIN_PORT, MQTT_PASSWORD, MQTT_USER};
 use serde_json::{json, Value};
 
-use crate::mqtt_acl::{paho_python, sample};
+use crate::mqtt_acl::sample;
 use crate::mqtt_client;
 
 /// Liveness bound for an answer; the measured latency is printed.
@@ -87,23 +86,13 @@ async fn a_qos0_flood_from_one_device_is_shed_and_another_clients_request_is_ans
     let mut watcher = mqtt_client::connect(port, &[&format!("response/+/{token}")]).await;
 
     const FLOOD: usize = 50_000;
-    let mut cmd = Command::new(paho_python());
-    cmd.arg("-c")
-        .arg(PAHO_FLOOD)
-        .arg(port.to_string())
-        .args([MQTT_USER, MQTT_PASSWORD])
-        .arg(FLOOD.to_string())
-        .stdin(Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "paho flood failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let flood: Value = serde_json::from_slice(&out.stdout).expect("the flood prints JSON");
+    let args = vec![
+        port.to_string(),
+        MQTT_USER.to_owned(),
+        MQTT_PASSWORD.to_owned(),
+        FLOOD.to_string(),
+    ];
+    let flood = lambdaless_testkit::paho_script(PAHO_FLOOD, args).await;
     println!("paho flood: {flood}");
 
     // The flood is written; a fresh request from another client.

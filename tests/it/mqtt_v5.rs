@@ -12,8 +12,6 @@ use lambdaless_testkit::{
 };
 use serde_json::{json, Value};
 
-use crate::mqtt_acl::paho_python;
-
 /// A paho MQTT 5 client: logs in (printing the CONNACK reason code), sends
 /// one SUBSCRIBE with `filters`, then publishes each `[topic, payload,
 /// response_topic, correlation, topic_alias]` at QoS 1 (printing each
@@ -93,25 +91,17 @@ async fn paho_v5(
     publish: &[Publish<'_>],
     listen_secs: f64,
 ) -> Value {
-    let mut cmd = Command::new(paho_python());
-    cmd.arg("-c")
-        .arg(PAHO_V5)
-        .arg(port.to_string())
-        .args([user, password, if websocket { "websockets" } else { "tcp" }])
-        .arg(serde_json::to_string(filters).unwrap())
-        .arg(serde_json::to_string(publish).unwrap())
-        .arg(listen_secs.to_string())
-        .stdin(Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "paho MQTT 5 client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the paho client prints JSON")
+    let transport = if websocket { "websockets" } else { "tcp" };
+    let args = vec![
+        port.to_string(),
+        user.to_owned(),
+        password.to_owned(),
+        transport.to_owned(),
+        serde_json::to_string(filters).unwrap(),
+        serde_json::to_string(publish).unwrap(),
+        listen_secs.to_string(),
+    ];
+    lambdaless_testkit::paho_script(PAHO_V5, args).await
 }
 
 const DEVICE: (&str, &str) = (MQTT_USER, MQTT_PASSWORD);

@@ -573,6 +573,33 @@ pub async fn aws_clients_trusting(endpoint: &str, ca_pem: &[u8]) -> AwsClients {
     aws::clients(&config)
 }
 
+/// Runs `script` (Python, `-c`) with `args` in the paho-mqtt venv that
+/// scripts/install-deps.sh makes, and returns the JSON it prints; fails the
+/// test with its stderr if it does not exit 0.
+pub async fn paho_script(script: &str, args: Vec<String>) -> serde_json::Value {
+    let python = lambdaless_client::paho::python();
+    assert!(
+        python.exists(),
+        "paho-mqtt venv missing at {} (run scripts/install-deps.sh)",
+        python.display()
+    );
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("the paho script's thread ends")
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "paho script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the paho script prints JSON")
+}
+
 /// Minimal HTTP GET against 127.0.0.1:port; returns (status, body).
 pub async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
