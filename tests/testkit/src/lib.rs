@@ -15,18 +15,21 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::config::{Credentials, Region};
 use lambdaless_contracts::Names;
-use lambdaless_runtime::aws::{self, AwsClients};
+use lambdaless_runtime::aws::AwsClients;
 use testcontainers::clients::Cli;
 use testcontainers::core::WaitFor;
-use testcontainers::{Container, GenericImage, RunnableImage};
+use testcontainers::{GenericImage, RunnableImage};
 
+mod clients;
 pub mod emulator;
 pub mod fault_proxy;
+mod running;
 pub mod webdriver;
 
+pub use clients::{aws_clients, aws_clients_trusting, http_get, paho_script};
 pub use emulator::{Depth, Received};
+pub use running::Running;
 
 /// The MQTT users every test stack defines, one per broker role, as in
 /// Compose: `local` is a `device` (the default role), `service` is what our
@@ -105,79 +108,6 @@ pub fn docker_cli(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("docker CLI runs")
-}
-
-/// One running container of the stack.
-pub struct Running {
-    pub name: String,
-    container: Container<'static, GenericImage>,
-}
-
-impl Running {
-    pub fn id(&self) -> &str {
-        self.container.id()
-    }
-
-    /// Host port (on 127.0.0.1) mapped to `port` inside the container.
-    pub async fn host_port(&self, port: u16) -> u16 {
-        self.container.get_host_port_ipv4(port)
-    }
-
-    /// Everything the container printed so far.
-    pub fn logs(&self) -> String {
-        let out = docker_cli(&["logs", self.container.id()]);
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-
-    /// `docker stop`: SIGTERM, then SIGKILL after `grace_secs`.
-    pub fn stop(&self, grace_secs: u32) {
-        let out = docker_cli(&["stop", "-t", &grace_secs.to_string(), self.container.id()]);
-        assert!(
-            out.status.success(),
-            "docker stop failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Host port mapped to `port` as Docker reports it now (it may change
-    /// when the container is restarted).
-    pub fn current_host_port(&self, port: u16) -> Option<u16> {
-        let out = docker_cli(&["port", self.container.id(), &format!("{port}/tcp")]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find(|l| l.starts_with("0.0.0.0:") || l.starts_with("127.0.0.1:"))
-            .and_then(|l| l.rsplit(':').next())
-            .and_then(|p| p.trim().parse().ok())
-    }
-
-    /// `docker start` again after [`Running::stop`] or a kill.
-    pub fn start_again(&self) {
-        let out = docker_cli(&["start", self.container.id()]);
-        assert!(
-            out.status.success(),
-            "docker start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The container's state: (running, exit code).
-    pub fn state(&self) -> (bool, i64) {
-        let out = docker_cli(&[
-            "inspect",
-            "-f",
-            "{{.State.Running}} {{.State.ExitCode}}",
-            self.container.id(),
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut parts = text.split_whitespace();
-        let running = parts.next() == Some("true");
-        let code = parts.next().and_then(|c| c.parse().ok()).unwrap_or(-1);
-        (running, code)
-    }
 }
 
 /// A private set of containers for one test.
@@ -522,106 +452,6 @@ pub fn image_tag() -> String {
 
 fn our_image(bin: &str) -> GenericImage {
     GenericImage::new(format!("lambdaless/{bin}"), image_tag()).with_wait_for(WaitFor::Nothing)
-}
-
-/// AWS clients for an endpoint, with the emulator's region and test credentials.
-pub async fn aws_clients(endpoint: &str) -> AwsClients {
-    let config = aws::loader()
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "lambdaless-tests",
-        ))
-        .load()
-        .await;
-    aws::clients(&config)
-}
-
-/// Like [`aws_clients`], for an HTTPS endpoint whose certificate chains to
-/// `ca_pem` alone (not the system trust store): the SDK client the services
-/// use (rustls on ring), with its trust store replaced.
-pub async fn aws_clients_trusting(endpoint: &str, ca_pem: &[u8]) -> AwsClients {
-    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-    let trust = TrustStore::empty()
-        .with_native_roots(false)
-        .with_pem_certificate(ca_pem.to_vec());
-    let context = TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .expect("a TLS context from the test CA");
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .tls_context(context)
-        .build_https();
-    let config = aws::loader()
-        .http_client(http)
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "lambdaless-tests",
-        ))
-        .load()
-        .await;
-    aws::clients(&config)
-}
-
-/// Runs `script` (Python, `-c`) with `args` in the paho-mqtt venv that
-/// scripts/install-deps.sh makes, and returns the JSON it prints; fails the
-/// test with its stderr if it does not exit 0.
-pub async fn paho_script(script: &str, args: Vec<String>) -> serde_json::Value {
-    let python = lambdaless_client::paho::python();
-    assert!(
-        python.exists(),
-        "paho-mqtt venv missing at {} (run scripts/install-deps.sh)",
-        python.display()
-    );
-    let mut cmd = std::process::Command::new(python);
-    cmd.arg("-c")
-        .arg(script)
-        .args(args)
-        .stdin(std::process::Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("the paho script's thread ends")
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "paho script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the paho script prints JSON")
-}
-
-/// Minimal HTTP GET against 127.0.0.1:port; returns (status, body).
-pub async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
-        .await
-        .map_err(|_| std::io::Error::other("read timed out"))??;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.200}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 /// Waits until the container's `/readyz` answers 200; on timeout fails with its logs.
