@@ -60,6 +60,29 @@ struct PahoOutcome {
     connected: bool,
 }
 
+/// The command line of the paho session scripts (this file's and
+/// `mqtt_v5`'s): port, login, transport, filters and publishes as JSON, and
+/// how long to listen.
+pub(crate) fn session_args(
+    port: u16,
+    (user, password): (&str, &str),
+    websocket: bool,
+    filters: &[&str],
+    publish: &(impl serde::Serialize + ?Sized),
+    listen_secs: f64,
+) -> Vec<String> {
+    let transport = if websocket { "websockets" } else { "tcp" };
+    vec![
+        port.to_string(),
+        user.to_owned(),
+        password.to_owned(),
+        transport.to_owned(),
+        serde_json::to_string(filters).unwrap(),
+        serde_json::to_string(publish).unwrap(),
+        listen_secs.to_string(),
+    ]
+}
+
 async fn paho(
     port: u16,
     (user, password): (&str, &str),
@@ -68,16 +91,14 @@ async fn paho(
     publish: &[(&str, &str)],
     listen_secs: f64,
 ) -> PahoOutcome {
-    let transport = if websocket { "websockets" } else { "tcp" };
-    let args = vec![
-        port.to_string(),
-        user.to_owned(),
-        password.to_owned(),
-        transport.to_owned(),
-        serde_json::to_string(filters).unwrap(),
-        serde_json::to_string(publish).unwrap(),
-        listen_secs.to_string(),
-    ];
+    let args = session_args(
+        port,
+        (user, password),
+        websocket,
+        filters,
+        publish,
+        listen_secs,
+    );
     let v = lambdaless_testkit::paho_script(PAHO_CLIENT, args).await;
     PahoOutcome {
         granted: v["granted"]

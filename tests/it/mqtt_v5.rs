@@ -91,16 +91,14 @@ async fn paho_v5(
     publish: &[Publish<'_>],
     listen_secs: f64,
 ) -> Value {
-    let transport = if websocket { "websockets" } else { "tcp" };
-    let args = vec![
-        port.to_string(),
-        user.to_owned(),
-        password.to_owned(),
-        transport.to_owned(),
-        serde_json::to_string(filters).unwrap(),
-        serde_json::to_string(publish).unwrap(),
-        listen_secs.to_string(),
-    ];
+    let args = crate::mqtt_acl::session_args(
+        port,
+        (user, password),
+        websocket,
+        filters,
+        &publish,
+        listen_secs,
+    );
     lambdaless_testkit::paho_script(PAHO_V5, args).await
 }
 

@@ -9,7 +9,12 @@ use lambdaless_runtime::aws::{self, AwsClients};
 
 /// AWS clients for an endpoint, with the emulator's region and test credentials.
 pub async fn aws_clients(endpoint: &str) -> AwsClients {
-    let config = aws::loader()
+    clients_from(aws::loader(), endpoint).await
+}
+
+/// `loader` pointed at `endpoint` with the emulator's region and test credentials.
+async fn clients_from(loader: aws_config::ConfigLoader, endpoint: &str) -> AwsClients {
+    let config = loader
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
@@ -40,20 +45,7 @@ pub async fn aws_clients_trusting(endpoint: &str, ca_pem: &[u8]) -> AwsClients {
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .tls_context(context)
         .build_https();
-    let config = aws::loader()
-        .http_client(http)
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "lambdaless-tests",
-        ))
-        .load()
-        .await;
-    aws::clients(&config)
+    clients_from(aws::loader().http_client(http), endpoint).await
 }
 
 /// Runs `script` (Python, `-c`) with `args` in the paho-mqtt venv that
