@@ -2,13 +2,13 @@
 //!
 //! The front end asks [`Users::check`] for every CONNECT and answers a refusal
 //! with CONNACK 5 ("not authorized", as mosquitto does for every login
-//! failure). rumqttd checks again on its loopback listeners through
-//! [`InternalAuth`], so a local process cannot skip the front end.
+//! failure). rumqttd's own listeners are not started, so there is no
+//! other way in.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::acl::Role;
 use crate::settings::Account;
@@ -86,59 +86,6 @@ impl Users {
     }
 }
 
-/// What rumqttd's loopback listeners accept: the users, plus the readiness
-/// probe's one-off login (random, never leaves the process).
-pub(crate) struct InternalAuth {
-    users: Users,
-    probe_user: String,
-    probe_password: SecretString,
-}
-
-impl InternalAuth {
-    pub(crate) fn new(users: Users, probe: &ProbeLogin) -> Self {
-        Self {
-            users,
-            probe_user: probe.user.clone(),
-            probe_password: probe.password.clone(),
-        }
-    }
-
-    pub(crate) fn accepts(&self, user: &str, password: &str) -> bool {
-        if user == self.probe_user {
-            return constant_time_eq(
-                self.probe_password.expose_secret().as_bytes(),
-                password.as_bytes(),
-            );
-        }
-        self.users
-            .check(Some(user), Some(password.as_bytes()))
-            .is_ok()
-    }
-}
-
-/// Credentials the readiness probe presents to rumqttd's loopback listeners.
-#[derive(Clone)]
-pub(crate) struct ProbeLogin {
-    pub(crate) user: String,
-    pub(crate) password: SecretString,
-}
-
-impl ProbeLogin {
-    pub(crate) fn random() -> Self {
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        Self {
-            // Not a valid user on the public listeners: the front end
-            // only knows the configured users.
-            user: format!("lambdaless-probe-{}", &token[..8]),
-            password: SecretString::from(token),
-        }
-    }
-}
-
 /// Compares without an early exit, so timing reveals at most the length.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -195,20 +142,5 @@ mod tests {
         );
         let open = Users::new(BTreeMap::new(), true);
         assert_eq!(open.check(Some("anyone"), Some(b"x")), Ok(Role::Device));
-    }
-
-    #[test]
-    fn the_probe_login_works_only_inside() {
-        let probe = ProbeLogin::random();
-        let internal = InternalAuth::new(users(false), &probe);
-        assert!(internal.accepts(&probe.user, probe.password.expose_secret()));
-        assert!(!internal.accepts(&probe.user, "guess"));
-        assert!(internal.accepts("local", "local"));
-        assert!(users(false)
-            .check(
-                Some(&probe.user),
-                Some(probe.password.expose_secret().as_bytes())
-            )
-            .is_err());
     }
 }

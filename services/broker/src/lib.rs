@@ -1,31 +1,28 @@
 //! `broker`: the MQTT broker of lambdaless, standing in for AWS IoT Core.
 //!
-//! rumqttd 0.20 does the MQTT work (sessions, routing, QoS, retained
-//! messages, `$share/{group}/{filter}` shared subscriptions, round robin). It
-//! runs embedded, on loopback ports only (`embedded`). The public listeners
-//! belong to a thin front end (`front`): MQTT 3.1.1 and 5 over TCP (1883) and
-//! over WebSocket (8083, any path, subprotocol `mqtt`). The front end reads
-//! each client's CONNECT, checks the login against the configured users and
-//! the session limit, and answers a refusal with a real CONNACK code (5 for a
-//! bad login) — rumqttd itself would just close the socket. Accepted
-//! connections are relayed to rumqttd's MQTT listener, which checks the
-//! login again, through the topic ACL of the user's role (`acl`).
+//! rumqttd 0.20's router does the MQTT work (sessions, routing, QoS,
+//! retained messages, `$share/{group}/{filter}` shared subscriptions, round
+//! robin). It runs embedded (`router`), without rumqttd's listeners. The
+//! public listeners belong to our front end (`front`): MQTT 3.1.1 and 5 over
+//! TCP (1883) and over WebSocket (8083, any path, subprotocol `mqtt`). The
+//! front end reads each client's CONNECT, checks the login against the
+//! configured users and the session limit, and answers a refusal with a real
+//! CONNACK code (5 for a bad login). An accepted client gets a session
+//! (`session`) that talks to the router through an in-process link, through
+//! the topic ACL of the user's role (`acl`).
 //!
 //! Operations:
 //! - `/healthz`, `/readyz`, `/metrics` on the admin port (9090). `/readyz` is
-//!   200 only once a real MQTT login succeeds on each of rumqttd's three listeners
-//!   (`probe`); start-up waits for that before the public listeners accept.
-//! - `/metrics`: the front end's own counts (sessions, refused logins and
-//!   connects, bytes) and rumqttd's router meters (publishes accepted and
-//!   failed), see `telemetry`.
+//!   200 only while the router registers a session and the public listeners
+//!   accept; start-up waits for the router before the listeners accept.
+//! - `/metrics`: sessions, refused logins and connects, bytes, publishes
+//!   routed, ACL refusals, shed and delayed publishes, wills, see `telemetry`.
 //! - SIGTERM: the public listeners stop accepting, the admin server stops,
 //!   `main` returns and the process exits at once, closing every client
-//!   connection. rumqttd has no stop API; its threads end with the process.
-//!   It keeps no state on disk: sessions, retained messages and QoS 1
+//!   connection. rumqttd's router has no stop API; its thread ends with the
+//!   process. It keeps no state on disk: sessions, retained messages and QoS 1
 //!   messages not yet delivered are lost on restart (clients republish what
 //!   they have not seen acknowledged, rumqttc does).
-//!
-//! MQTT 5 clients are relayed to a third, MQTT 5, listener of rumqttd.
 //!
 //! Limits worth knowing (rumqttd 0.20): the outgoing
 //! QoS 1/2 window is fixed at 100 per client; every distinct subscription
@@ -35,9 +32,9 @@
 
 mod acl;
 mod auth;
-mod embedded;
 mod front;
-mod probe;
+mod router;
+mod session;
 mod settings;
 mod shed;
 mod telemetry;
@@ -54,18 +51,20 @@ use lambdaless_runtime::{Readiness, ReadinessCheck, Run, Started};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use crate::auth::{InternalAuth, ProbeLogin, Users};
-use crate::embedded::{Embedded, InternalAddrs};
+use crate::auth::Users;
 use crate::front::{Front, Gate, Transport};
-use crate::probe::Probe;
+use crate::router::Router;
 
 pub use acl::Role;
 pub use settings::{Account, Settings};
 
-/// How long start-up waits for rumqttd to accept its first login.
+/// How long start-up waits for rumqttd's router to register a session.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the running broker checks that the router still answers, and
+/// after how many failures in a row it gives up (exit 1).
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+const WATCH_FAILURES: u32 = 3;
 
 /// A built, not yet running, broker: every public socket is bound.
 pub type App = lambdaless_runtime::App<Broker>;
@@ -103,8 +102,9 @@ impl Run for Broker {
         Ok(Self { mqtt, ws })
     }
 
-    /// Starts rumqttd, waits until it accepts logins, then serves until
-    /// `shutdown` (or until rumqttd stops, which is an error).
+    /// Starts rumqttd's router, waits until it registers a session, then
+    /// serves until `shutdown` (or until the router stops answering, which
+    /// is an error: every session depends on it).
     async fn run(self, started: Started<Settings>) -> anyhow::Result<()> {
         let (base, settings, shutdown) = started.into_parts();
         let (mqtt_addr, ws_addr, admin_addr) =
@@ -119,55 +119,25 @@ impl Run for Broker {
             );
         }
 
-        let internal =
-            InternalAddrs::pick().context("cannot reserve loopback ports for rumqttd")?;
-        let probe_login = (!users.allow_anonymous()).then(ProbeLogin::random);
-        let internal_auth = probe_login
-            .as_ref()
-            .map(|login| Arc::new(InternalAuth::new(users.clone(), login)));
-        let config = embedded::config(&settings, internal, internal_auth);
-        embedded::describe(&config, internal);
-        let Embedded {
-            alive,
-            mut exited,
-            meters,
-        } = embedded::start(config)?;
-
-        let stop = CancellationToken::new();
-        tokio::spawn(
-            embedded::republish_meters(meters, stop.clone())
-                .instrument(tracing::info_span!("meters")),
-        );
-        let probe = Probe {
-            mqtt: internal.mqtt,
-            ws: internal.ws,
-            v5: internal.v5,
-            login: probe_login,
-        };
+        let router = Router::start(&settings);
         let serving = Arc::new(AtomicBool::new(false));
-        let readiness = Readiness::default().with(readiness_check(
-            probe.clone(),
-            alive.clone(),
-            serving.clone(),
-        ));
+        let readiness = Readiness::default().with(readiness_check(router.clone(), serving.clone()));
         let running = base.serve_admin(readiness)?;
 
         let started = Instant::now();
         let ready = tokio::select! {
-            r = wait_until_ready(&probe) => r,
-            reason = &mut exited => Err(reason.unwrap_or_else(|_| "rumqttd thread ended".to_owned())),
+            r = wait_until_ready(&router) => r,
             _ = shutdown.cancelled() => Ok(()),
         };
         if let Err(reason) = ready {
-            stop.cancel();
             let _ = running.stop().await;
             anyhow::bail!("embedded rumqttd did not become ready: {reason}");
         }
         if shutdown.is_cancelled() {
-            stop.cancel();
             return running.stop().await;
         }
 
+        let stop = CancellationToken::new();
         let gate = Arc::new(Gate {
             users,
             sessions: Arc::new(Semaphore::new(settings.max_connections)),
@@ -175,19 +145,14 @@ impl Run for Broker {
             max_packet: settings.max_payload_bytes,
             handshake_timeout: Duration::from_millis(settings.connection_timeout_ms),
             device_publish_rate: (settings.device_publish_rate, settings.device_publish_burst),
+            max_batch: settings.max_inflight.max(1),
+            router: router.clone(),
         });
         let mut fronts = Vec::with_capacity(2);
-        for (transport, listener, upstream) in [
-            (Transport::Tcp, mqtt, internal.mqtt),
-            // The front end terminates WebSocket itself (to apply the ACL to
-            // MQTT packets): both listeners relay to rumqttd's MQTT port.
-            (Transport::WebSocket, ws, internal.mqtt),
-        ] {
+        for (transport, listener) in [(Transport::Tcp, mqtt), (Transport::WebSocket, ws)] {
             let front = Front {
                 transport,
                 listener,
-                upstream,
-                upstream_v5: internal.v5,
                 gate: gate.clone(),
             };
             fronts.push(tokio::spawn(front.serve(stop.clone())));
@@ -195,7 +160,7 @@ impl Run for Broker {
         serving.store(true, Ordering::Relaxed);
         tracing::info!(
             startup_ms = elapsed_ms(),
-            rumqttd_ready_ms = started.elapsed().as_millis() as u64,
+            router_ready_ms = started.elapsed().as_millis() as u64,
             mqtt = %mqtt_addr,
             ws = %ws_addr,
             admin = %admin_addr,
@@ -205,10 +170,7 @@ impl Run for Broker {
 
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => Ok(()),
-            reason = &mut exited => Err(anyhow::anyhow!(
-                "embedded rumqttd stopped: {}",
-                reason.unwrap_or_else(|_| "thread ended".to_owned())
-            )),
+            reason = watch(&router) => Err(anyhow::anyhow!("rumqttd's router stopped: {reason}")),
         };
         // Stop accepting; open sessions end with the process.
         serving.store(false, Ordering::Relaxed);
@@ -227,41 +189,48 @@ impl Run for Broker {
     }
 }
 
-/// `/readyz` check `broker`: the public listeners accept, rumqttd runs and
-/// takes a login on both of its listeners.
-fn readiness_check(
-    probe: Probe,
-    alive: Arc<AtomicBool>,
-    serving: Arc<AtomicBool>,
-) -> ReadinessCheck {
+/// `/readyz` check `broker`: the public listeners accept and rumqttd's
+/// router registers a session.
+fn readiness_check(router: Router, serving: Arc<AtomicBool>) -> ReadinessCheck {
     ReadinessCheck::new("broker", move || {
-        let probe = probe.clone();
-        let alive = alive.load(Ordering::Relaxed);
+        let router = router.clone();
         let serving = serving.load(Ordering::Relaxed);
         async move {
-            if !alive {
-                return Err("embedded rumqttd stopped".to_owned());
-            }
             if !serving {
                 return Err("public listeners not accepting (starting or stopping)".to_owned());
             }
-            probe.check().await
+            router.probe().await
         }
     })
 }
 
-/// Probes every 10 ms until rumqttd answers, at most [`STARTUP_TIMEOUT`].
-async fn wait_until_ready(probe: &Probe) -> Result<(), String> {
+/// Returns once the router failed [`WATCH_FAILURES`] probes in a row.
+async fn watch(router: &Router) -> String {
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep(WATCH_INTERVAL).await;
+        match router.probe().await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::error!(error = %e, failures, "rumqttd's router did not answer a probe");
+                if failures >= WATCH_FAILURES {
+                    return e;
+                }
+            }
+        }
+    }
+}
+
+/// Probes every 10 ms until the router answers, at most [`STARTUP_TIMEOUT`].
+async fn wait_until_ready(router: &Router) -> Result<(), String> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {
-        let attempt = tokio::time::timeout(Duration::from_secs(1), probe.check())
-            .await
-            .unwrap_or_else(|_| Err("probe timed out".to_owned()));
-        match attempt {
+        match router.probe().await {
             Ok(()) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
                 return Err(format!(
-                    "no successful login within {STARTUP_TIMEOUT:?}: {e}"
+                    "no session registered within {STARTUP_TIMEOUT:?}: {e}"
                 ))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,

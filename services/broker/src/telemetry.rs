@@ -1,13 +1,9 @@
 //! The broker's metrics, named once.
 //!
-//! Two sources feed them, both into this process's own recorder (rumqttd's
-//! internal `metrics` 0.22 calls would not reach our 0.24 recorder, and its
-//! Prometheus exporter is left off):
-//! - the front end counts what it sees exactly, as it happens: sessions,
-//!   refused logins and connects, bytes relayed;
-//! - rumqttd's router reports, through its meters link, how many publishes it
-//!   accepted and failed since its previous report (`embedded` adds
-//!   them every `METER_INTERVAL_SECS` seconds).
+//! The front end and its sessions count what they see, as it happens:
+//! sessions, refused logins and connects, bytes, publishes routed, ACL
+//! refusals. (rumqttd's own `metrics` 0.22 calls would not reach our 0.24
+//! recorder; its exporter and meters timer are not started.)
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
@@ -18,7 +14,8 @@ pub(crate) const CONNECTS_REFUSED: &str = "broker_connects_refused_total";
 pub(crate) const RECEIVED_BYTES: &str = "broker_received_bytes_total";
 pub(crate) const SENT_BYTES: &str = "broker_sent_bytes_total";
 pub(crate) const PUBLISHES_RECEIVED: &str = "broker_publishes_received_total";
-pub(crate) const PUBLISHES_FAILED: &str = "broker_publishes_failed_total";
+pub(crate) const SESSION_ERRORS: &str = "broker_session_errors_total";
+pub(crate) const WILLS_PUBLISHED: &str = "broker_wills_published_total";
 pub(crate) const ACL_DENIED: &str = "broker_acl_denied_total";
 pub(crate) const PUBLISHES_SHED: &str = "broker_publishes_shed_total";
 pub(crate) const PUBLISHES_DELAYED: &str = "broker_publishes_delayed_total";
@@ -55,11 +52,15 @@ pub(crate) fn register() {
     );
     describe_counter!(
         PUBLISHES_RECEIVED,
-        "PUBLISH packets (QoS 0 and 1) the router accepted, as reported by rumqttd's meters."
+        "PUBLISH packets handed to the router (after the ACL and the publish rate)."
     );
     describe_counter!(
-        PUBLISHES_FAILED,
-        "PUBLISH packets the router could not append (the publisher is disconnected), from rumqttd's meters."
+        SESSION_ERRORS,
+        "Sessions ended for a packet the broker refused (malformed, over max_payload_bytes, out of protocol) or a socket error, by listener."
+    );
+    describe_counter!(
+        WILLS_PUBLISHED,
+        "Will messages published for sessions that ended without DISCONNECT, by listener."
     );
     describe_counter!(
         ACL_DENIED,
@@ -86,11 +87,12 @@ pub(crate) fn register() {
         counter!(CONNECTIONS_TOTAL, "listener" => listener).increment(0);
         counter!(RECEIVED_BYTES, "listener" => listener).increment(0);
         counter!(SENT_BYTES, "listener" => listener).increment(0);
+        counter!(SESSION_ERRORS, "listener" => listener).increment(0);
+        counter!(WILLS_PUBLISHED, "listener" => listener).increment(0);
         for failure in crate::auth::AuthFailure::ALL {
             counter!(AUTH_FAILURES, "listener" => listener, "reason" => failure.label())
                 .increment(0);
         }
     }
     counter!(PUBLISHES_RECEIVED).increment(0);
-    counter!(PUBLISHES_FAILED).increment(0);
 }

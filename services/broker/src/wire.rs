@@ -1,9 +1,9 @@
-//! The bytes the front end reads and writes itself: the MQTT 3.1.1 CONNECT
-//! (to decide), CONNACK (to refuse); after an accepted CONNECT, packet
-//! boundaries in both directions, the topics of PUBLISH and SUBSCRIBE (for
-//! the topic ACLs), the acknowledgements it sends for what it refuses; and
-//! the server side of WebSocket (RFC 6455): the upgrade and the framing.
-//! MQTT 5's differences (properties, reason codes) are in [`v5`].
+//! The bytes the front end reads and writes itself: the CONNECT (to decide,
+//! MQTT 3.1.1 and 5), the CONNACK (to refuse), the length of a packet and
+//! the QoS and packet id of a PUBLISH (which rumqttd's decoded `Publish`
+//! keeps private); and the server side of WebSocket (RFC 6455): the upgrade
+//! and the framing. The refusing CONNACK of MQTT 5 is in [`v5`]. Everything
+//! else after an accepted CONNECT goes through rumqttd's codec (`session`).
 
 pub(crate) mod v5;
 
@@ -140,6 +140,7 @@ fn remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, WireError> {
     }
 }
 
+#[cfg(test)]
 fn encode_remaining_length(out: &mut Vec<u8>, mut len: usize) {
     loop {
         let mut byte = (len % 128) as u8;
@@ -208,16 +209,8 @@ pub(crate) fn connack(code: ReturnCode) -> [u8; 4] {
     [0x20, 0x02, 0x00, code as u8]
 }
 
-/// Reads a CONNACK at the start of `buf`: `Some(return code)` once complete.
-pub(crate) fn parse_connack(buf: &[u8]) -> Result<Option<u8>, WireError> {
-    match buf {
-        [0x20, 0x02, _, code, ..] => Ok(Some(*code)),
-        [0x20, 0x02, ..] | [0x20] | [] => Ok(None),
-        _ => Err(WireError::Malformed("expected CONNACK")),
-    }
-}
-
-/// A clean-session CONNECT, for the readiness probe.
+/// A clean-session CONNECT, for the tests.
+#[cfg(test)]
 pub(crate) fn encode_connect(
     client_id: &str,
     login: Option<(&str, &str)>,
@@ -239,6 +232,7 @@ pub(crate) fn encode_connect(
     packet
 }
 
+#[cfg(test)]
 fn put_binary(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
     out.extend_from_slice(bytes);
@@ -267,10 +261,6 @@ fn body(packet: &[u8]) -> Result<&[u8], WireError> {
 }
 
 pub(crate) const PUBLISH: u8 = 3;
-pub(crate) const PUBREL: u8 = 6;
-pub(crate) const SUBSCRIBE: u8 = 8;
-pub(crate) const SUBACK: u8 = 9;
-
 /// The packet type of a whole packet.
 pub(crate) fn packet_type(packet: &[u8]) -> u8 {
     packet[0] >> 4
@@ -296,24 +286,6 @@ pub(crate) fn parse_publish(packet: &[u8]) -> Result<PublishHead<'_>, WireError>
     let pkid = if qos > 0 { Some(r.u16()?) } else { None };
     Ok(PublishHead { topic, qos, pkid })
 }
-
-/// The packet id of a PUBREL (or any packet whose body starts with one).
-pub(crate) fn parse_pkid(packet: &[u8]) -> Result<u16, WireError> {
-    Reader(body(packet)?).u16()
-}
-
-/// SUBACK return code: the subscription is refused.
-pub(crate) const SUBACK_FAILURE: u8 = 0x80;
-
-/// PUBACK (`0x40`), PUBREC (`0x50`), PUBCOMP (`0x70`): a packet id only.
-pub(crate) fn encode_ack(first_byte: u8, pkid: u16) -> [u8; 4] {
-    let [hi, lo] = pkid.to_be_bytes();
-    [first_byte, 0x02, hi, lo]
-}
-
-pub(crate) const PUBACK_BYTE: u8 = 0x40;
-pub(crate) const PUBREC_BYTE: u8 = 0x50;
-pub(crate) const PUBCOMP_BYTE: u8 = 0x70;
 
 /// WebSocket (RFC 6455) pieces.
 pub(crate) mod ws {
@@ -454,59 +426,6 @@ pub(crate) mod ws {
             })
     }
 
-    /// The status code of an HTTP response head.
-    pub(crate) fn status(head: &[u8]) -> Option<u16> {
-        let text = std::str::from_utf8(head).ok()?;
-        text.split_whitespace().nth(1)?.parse().ok()
-    }
-
-    /// The data frames found at the start of a byte stream.
-    #[derive(Debug, Default, PartialEq, Eq)]
-    pub(crate) struct Payload {
-        /// Unmasked payload of the complete data frames, in order.
-        pub(crate) data: Vec<u8>,
-        /// A close frame came before any more data.
-        pub(crate) closed: bool,
-    }
-
-    /// Collects the payload of the complete frames at the start of `buf`
-    /// (masked or not); control frames other than close are skipped.
-    pub(crate) fn payload(buf: &[u8], max_len: usize) -> Result<Payload, WireError> {
-        let mut out = Payload::default();
-        let mut rest = buf;
-        loop {
-            let Some(FrameHeader {
-                header_len,
-                payload_len: len,
-                mask,
-            }) = frame_header(rest)?
-            else {
-                return Ok(out);
-            };
-            if out.data.len().saturating_add(len) > max_len {
-                return Err(WireError::TooLarge(out.data.len().saturating_add(len)));
-            }
-            if rest.len() < header_len + len {
-                return Ok(out);
-            }
-            let opcode = rest[0] & 0x0f;
-            let body = &rest[header_len..header_len + len];
-            match opcode {
-                0x0..=0x2 => out.data.extend(
-                    body.iter()
-                        .enumerate()
-                        .map(|(i, b)| b ^ mask.map_or(0, |m| m[i % 4])),
-                ),
-                OP_CLOSE => {
-                    out.closed = true;
-                    return Ok(out);
-                }
-                _ => {}
-            }
-            rest = &rest[header_len + len..];
-        }
-    }
-
     /// A frame's header, as far as reading its payload needs.
     struct FrameHeader {
         header_len: usize,
@@ -632,35 +551,6 @@ mod tests {
     }
 
     #[test]
-    fn connack_is_read_back() {
-        assert_eq!(
-            parse_connack(&connack(ReturnCode::NotAuthorized)),
-            Ok(Some(5))
-        );
-        assert_eq!(parse_connack(&[0x20, 0x02, 0x00]), Ok(None));
-        assert!(parse_connack(&[0x30, 0x02]).is_err());
-    }
-
-    #[test]
-    fn websocket_frames_carry_a_connect_split_across_them() {
-        let packet = encode_connect("ws-client", Some(("u", "p")), 10);
-        let (a, b) = packet.split_at(5);
-        let mut stream = ws::frame(ws::OP_BINARY, a, Some([1, 2, 3, 4]));
-        stream.extend(ws::frame(0x9, b"ping", Some([9, 9, 9, 9])));
-        stream.extend(ws::frame(0x0, b, Some([5, 6, 7, 8])));
-        let whole = ws::payload(&stream, 1 << 20).unwrap();
-        assert_eq!(whole.data, packet);
-        let partial = ws::payload(&stream[..stream.len() - 1], 1 << 20).unwrap();
-        assert_eq!(partial.data, a);
-        let big = ws::frame(ws::OP_BINARY, &[0; 70_000], None);
-        assert_eq!(ws::payload(&big, 1 << 20).unwrap().data.len(), 70_000);
-        assert!(matches!(
-            ws::payload(&big, 1024),
-            Err(WireError::TooLarge(_))
-        ));
-    }
-
-    #[test]
     fn the_websocket_decoder_parses_each_frame_once_as_it_arrives() {
         let packet = encode_connect("ws-client", Some(("u", "p")), 10);
         let (a, b) = packet.split_at(5);
@@ -702,45 +592,6 @@ mod tests {
     }
 
     #[test]
-    fn packets_are_framed_and_acl_fields_read() {
-        let mut publish = vec![0x32];
-        let mut body = Vec::new();
-        put_binary(&mut body, b"response/get/tok");
-        body.extend_from_slice(&7u16.to_be_bytes());
-        body.extend_from_slice(b"{}");
-        encode_remaining_length(&mut publish, body.len());
-        publish.extend(&body);
-        assert_eq!(packet_len(&publish, 1024), Ok(Some(publish.len())));
-        assert_eq!(packet_len(&publish[..1], 1024), Ok(None));
-        assert_eq!(
-            parse_publish(&publish),
-            Ok(PublishHead {
-                topic: "response/get/tok",
-                qos: 1,
-                pkid: Some(7)
-            })
-        );
-        let sub = v5::Subscribe {
-            pkid: 9,
-            properties: Vec::new(),
-            filters: vec![("a/#".to_owned(), 1), ("b".to_owned(), 0)],
-        };
-        let packet = v5::encode_subscribe(Version::V311, &sub);
-        assert_eq!(
-            packet,
-            [&[0x82, 12, 0, 9, 0, 3][..], b"a/#", &[1, 0, 1], b"b", &[0]].concat()
-        );
-        assert_eq!(v5::parse_subscribe(&packet, Version::V311), Ok(sub));
-        let suback = v5::encode_suback(Version::V311, 9, &[], &[1, SUBACK_FAILURE]);
-        assert_eq!(suback, [0x90, 4, 0, 9, 1, 0x80]);
-        assert_eq!(
-            v5::parse_suback(&suback, Version::V311),
-            Ok((9, Vec::new(), &[1, 0x80][..]))
-        );
-        assert_eq!(parse_pkid(&encode_ack(0x62, 5)), Ok(5));
-    }
-
-    #[test]
     fn http_heads_are_recognised() {
         let req = b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\r\nrest";
         let end = ws::head_end(req).unwrap();
@@ -749,9 +600,5 @@ mod tests {
         assert!(!ws::is_upgrade_request(
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
         ));
-        assert_eq!(
-            ws::status(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"),
-            Some(101)
-        );
     }
 }

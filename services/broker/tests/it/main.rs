@@ -1,6 +1,7 @@
 //! The broker as its clients see it: real sockets on 127.0.0.1, no mocks.
 
 mod helpers;
+mod sessions;
 mod shedding;
 
 use std::collections::BTreeSet;
@@ -164,11 +165,12 @@ async fn readiness_and_metrics_report_the_broker() {
         "broker_auth_failures_total",
         "broker_received_bytes_total",
         "broker_sent_bytes_total",
-        "broker_publishes_failed_total",
+        "broker_session_errors_total",
+        "broker_wills_published_total",
     ] {
         assert!(metrics.contains(name), "{name} missing from\n{metrics}");
     }
-    // rumqttd's router reports its publish count every 2 s.
+    // Counted as the session hands the publish to the router.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let metrics = app.metrics().await;

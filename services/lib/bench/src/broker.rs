@@ -453,7 +453,7 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<Section> {
             .chain(notes)
             .chain([
             "Both brokers run as host processes on loopback, with one login, no persistence; \
-             our broker includes its login-checking front end (one extra loopback hop per packet)."
+             our broker's front end (login, ACL) hands packets to rumqttd's router thread in process,              without a second socket."
                 .to_owned(),
             ])
             .collect(),
