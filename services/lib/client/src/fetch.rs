@@ -363,13 +363,17 @@ fn receive_count(m: &Message) -> u32 {
 }
 
 /// Seconds before another client's reply shows again: at once for the first
-/// receives (its owner is likely polling), then longer, so a reply whose owner
-/// is gone does not keep this poller spinning on it.
+/// ten receives (its owner is likely polling the same queue and may just have
+/// lost the race), then a little longer, so a reply whose owner is gone does
+/// not keep this poller spinning on it. Kept short: while a reply is hidden its
+/// owner cannot see it either, and with two busy pollers on one queue a live
+/// owner's reply can lose the race many times (30 s steps made twenty
+/// concurrent fetches exceed 180 s on a loaded emulator).
 fn release_delay(receive_count: u32) -> i32 {
-    if receive_count <= 3 {
+    if receive_count <= 10 {
         0
     } else {
-        receive_count.min(30) as i32
+        (receive_count - 10).min(5) as i32
     }
 }
 
@@ -399,8 +403,9 @@ mod tests {
     #[test]
     fn orphaned_replies_are_released_ever_more_slowly() {
         assert_eq!(release_delay(1), 0);
-        assert_eq!(release_delay(3), 0);
-        assert_eq!(release_delay(10), 10);
-        assert_eq!(release_delay(500), 30);
+        assert_eq!(release_delay(10), 0);
+        assert_eq!(release_delay(11), 1);
+        assert_eq!(release_delay(13), 3);
+        assert_eq!(release_delay(500), 5);
     }
 }
