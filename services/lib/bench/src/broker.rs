@@ -46,6 +46,8 @@ struct Running {
     name: &'static str,
     child: Child,
     port: u16,
+    /// MQTT over WebSocket, where the broker has it.
+    ws_port: Option<u16>,
     _dir: Option<TempDir>,
 }
 
@@ -98,6 +100,7 @@ fn ours(bin: &Path) -> anyhow::Result<Running> {
         name: "lambdaless broker",
         child,
         port,
+        ws_port: Some(ws),
         _dir: None,
     })
 }
@@ -147,6 +150,7 @@ fn mosquitto(bin: &str) -> anyhow::Result<Running> {
         name: "Mosquitto",
         child,
         port,
+        ws_port: None,
         _dir: Some(dir),
     })
 }
@@ -282,6 +286,7 @@ fn paho(
     script: &Path,
     port: u16,
     qos: u8,
+    transport: &str,
     opts: &Options,
 ) -> anyhow::Result<PahoFigures> {
     let out = Command::new(python)
@@ -294,7 +299,7 @@ fn paho(
             "--password",
             "local",
         ])
-        .args(["--qos", &qos.to_string()])
+        .args(["--qos", &qos.to_string(), "--transport", transport])
         .args(["--round-trips", &opts.round_trips.to_string()])
         .args(["--messages", &opts.messages.to_string()])
         .stdin(Stdio::null())
@@ -350,8 +355,8 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<Section> {
             return Ok(None);
         };
         Ok(Some([
-            paho(&python, &script.0, port, 0, &opts)?,
-            paho(&python, &script.0, port, 1, &opts)?,
+            paho(&python, &script.0, port, 0, "tcp", &opts)?,
+            paho(&python, &script.0, port, 1, "tcp", &opts)?,
         ]))
     };
     let (theirs, theirs_paho) = {
@@ -361,12 +366,17 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<Section> {
         drop(m);
         (f, p)
     };
-    let (mine, mine_paho) = {
+    let (mine, mine_paho, mine_ws) = {
         let b = ours(&bin)?;
         let f = measure(&b.target(), &opts).await?;
         let p = with_paho(b.port)?;
+        // Debian's Mosquitto has no WebSocket listener: ours alone.
+        let ws = match (&script, b.ws_port) {
+            (Some(script), Some(ws)) => Some(paho(&python, &script.0, ws, 1, "websockets", &opts)?),
+            _ => None,
+        };
         drop(b);
-        (f, p)
+        (f, p, ws)
     };
     let also = match opts.also_port {
         Some(port) => Some(
@@ -429,6 +439,29 @@ pub(crate) async fn run(opts: Options) -> anyhow::Result<Section> {
              or pass --paho-python).",
             python.display()
         )),
+    }
+    if let Some(ws) = mine_ws {
+        rows.push(Row::new(
+            format!(
+                "paho-mqtt over WebSocket, QoS 1: round trip ({} sequential)",
+                opts.round_trips
+            ),
+            Measure::Latency {
+                p50: quantile(&ws.round_trips, 0.5),
+                p99: quantile(&ws.round_trips, 0.99),
+            },
+            None,
+            "no stall (no baseline: Debian's Mosquitto has no WebSocket listener)",
+        ));
+        rows.push(Row::new(
+            format!(
+                "paho-mqtt over WebSocket, QoS 1: publisher → subscriber ({} messages)",
+                opts.messages
+            ),
+            Measure::Rate(ws.per_second),
+            None,
+            "no baseline",
+        ));
     }
     Ok(Section {
         key: "broker",
