@@ -167,3 +167,58 @@ async fn a_client_id_is_taken_over_only_by_the_same_user() {
     );
     device_poll.abort();
 }
+
+/// Reads from `stream` until `n` bytes are there (5 s at most).
+async fn read_at_least(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, n: usize) {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while buf.len() < n {
+            assert!(
+                stream.read_buf(buf).await.unwrap() > 0,
+                "closed early: {buf:?}"
+            );
+        }
+    })
+    .await
+    .expect("an answer within 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt5_qos2_publish_the_acl_refuses_gets_pubrec_not_authorized() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let mut stream = tokio::net::TcpStream::connect(app.mqtt).await.unwrap();
+    // MQTT 5 CONNECT: clean start, keep-alive 10, no properties, login dev/dev.
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0xc2, 0, 10, 0];
+    for field in ["v5-qos2", "dev", "dev"] {
+        body.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        body.extend_from_slice(field.as_bytes());
+    }
+    let mut connect = vec![0x10, body.len() as u8];
+    connect.extend(body);
+    stream.write_all(&connect).await.unwrap();
+    let mut got = Vec::new();
+    read_at_least(&mut stream, &mut got, 4).await;
+    assert_eq!(&got[..2], &[0x20, got[1]], "CONNACK first: {got:?}");
+    assert_eq!(got[3], 0, "accepted: {got:?}");
+    let connack_len = 2 + usize::from(got[1]);
+    read_at_least(&mut stream, &mut got, connack_len).await;
+    got.drain(..connack_len);
+
+    // QoS 2 PUBLISH on a topic a device may not publish on (a forged answer).
+    let topic = b"response/get/someone";
+    let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+    body.extend_from_slice(topic);
+    body.extend_from_slice(&[0, 7, 0]); // packet id 7, no properties
+    body.extend_from_slice(b"{}");
+    let mut publish = vec![0x34, body.len() as u8];
+    publish.extend(body);
+    stream.write_all(&publish).await.unwrap();
+    read_at_least(&mut stream, &mut got, 5).await;
+    assert_eq!(got[0], 0x50, "a PUBREC: {got:?}");
+    assert_eq!(&got[2..4], &[0, 7], "for packet 7: {got:?}");
+    assert_eq!(
+        got[4], 0x87,
+        "reason Not authorized, which ends the QoS 2 flow: {got:?}"
+    );
+}
