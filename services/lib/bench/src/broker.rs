@@ -31,7 +31,7 @@ pub(crate) struct Options {
     pub(crate) round_trips: usize,
     pub(crate) messages: usize,
     /// Also measure an already running broker on this loopback port (user
-    /// `local`/`local`), e.g. the Compose stack's or rumqttd's internal port.
+    /// `local`/`local`), e.g. the Compose stack's.
     pub(crate) also_port: Option<u16>,
     /// The Python with paho-mqtt (default: [`lambdaless_client::paho::python`]); the paho
     /// rows are left out, with a note, when it is missing.
