@@ -13,6 +13,8 @@
   let healthTimer = null;
   // Tokens of the requests this tab sent, to show their answers.
   const pending = new Map();
+  // Answers whose token no request of ours is waiting on (yet): token -> { topic, ev }.
+  const early = new Map();
 
   const QUERIES = [
     ['order 52 with customer and items',
@@ -129,14 +131,23 @@
       const mine = pending.get(token);
       if (mine) {
         pending.delete(token);
-        const ms = Math.round(performance.now() - mine.started);
-        $('device-request').textContent = mine.topic + ' → ' + topic + ' in ' + ms + ' ms';
-        show($('device-answer'), ev.payload);
-        const p = ev.payload || {};
-        const id = mine.op === 'query' ? p.newestMessageId : (mine.op === 'next' ? p.nextMessageId : undefined);
-        if (typeof id === 'string') $('req-message-id').value = id;
+        answered(mine, topic, ev);
+      } else {
+        // The answer can arrive before the reply to our POST that tells us its
+        // token: keep the last few until that reply comes.
+        early.set(token, { topic, ev });
+        if (early.size > 64) early.delete(early.keys().next().value);
       }
     }
+  }
+
+  function answered(mine, topic, ev) {
+    const ms = Math.round(performance.now() - mine.started);
+    $('device-request').textContent = mine.topic + ' → ' + topic + ' in ' + ms + ' ms';
+    show($('device-answer'), ev.payload);
+    const p = ev.payload || {};
+    const id = mine.op === 'query' ? p.newestMessageId : (mine.op === 'next' ? p.nextMessageId : undefined);
+    if (typeof id === 'string') $('req-message-id').value = id;
   }
 
   // ---- devices --------------------------------------------------------
@@ -163,7 +174,14 @@
       $('device-answer').textContent = '';
       const r = await api('POST', '/console/devices/requests', req);
       if (!r.ok) { $('device-request').textContent = describe(r); return; }
-      pending.set(r.json.token, { op, topic: r.json.topic, started: performance.now() - r.ms });
+      const mine = { op, topic: r.json.topic, started: performance.now() - r.ms };
+      const already = early.get(r.json.token);
+      if (already) {
+        early.delete(r.json.token);
+        answered(mine, already.topic, already.ev);
+        return;
+      }
+      pending.set(r.json.token, mine);
       $('device-request').textContent = r.json.topic + ' sent; waiting on ' + r.json.responseTopic;
     });
   }
