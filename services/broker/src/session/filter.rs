@@ -68,7 +68,12 @@ impl Filter {
             let (packet, qos, pkid) = match self.held.take() {
                 Some(held) => held,
                 None => {
-                    let (qos, pkid) = self.publish_head(input)?;
+                    // Only the ACL and the rate use them; a `service` has neither.
+                    let (qos, pkid) = if self.role == Role::Service {
+                        (0, None)
+                    } else {
+                        self.publish_head(input)?
+                    };
                     match codec
                         .read(input, self.max_packet)
                         .map_err(|e| e.to_string())?

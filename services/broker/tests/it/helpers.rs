@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use broker::{Account, App, Role, Settings};
 use lambdaless_runtime::Common;
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -119,6 +119,17 @@ pub(crate) async fn connack(eventloop: &mut EventLoop) -> Result<(), ConnectionE
             return Ok(());
         }
     }
+}
+
+/// Subscribes and polls until the SUBACK (5 s at most).
+pub(crate) async fn subscribed(
+    client: &AsyncClient,
+    eventloop: &mut EventLoop,
+    filter: &str,
+    qos: QoS,
+) {
+    client.subscribe(filter, qos).await.unwrap();
+    until(eventloop, |p| matches!(p, Packet::SubAck(_)).then_some(())).await;
 }
 
 /// Polls until `wanted` matches an incoming packet (5 s at most).

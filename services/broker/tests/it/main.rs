@@ -7,7 +7,9 @@ mod shedding;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use helpers::{connack, http_get, sample, spawn_app, spawn_app_with, until, ws_connect, TestApp};
+use helpers::{
+    connack, http_get, sample, spawn_app, spawn_app_with, subscribed, until, ws_connect, TestApp,
+};
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, Packet, QoS};
 use tokio::sync::mpsc;
 
@@ -16,14 +18,7 @@ async fn a_user_subscribes_and_receives_its_own_qos1_publish() {
     let app = spawn_app().await;
     let (client, mut eventloop) = app.client("echo").await;
 
-    client
-        .subscribe("it/echo/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    until(&mut eventloop, |p| {
-        matches!(p, Packet::SubAck(_)).then_some(())
-    })
-    .await;
+    subscribed(&client, &mut eventloop, "it/echo/#", QoS::AtLeastOnce).await;
 
     // Close to the 256 KiB packet limit the project's clients use.
     let payload = vec![b'x'; 200 * 1024];
@@ -86,14 +81,7 @@ async fn shared_subscribers_split_the_messages() {
     let mut subscribers = Vec::new();
     for name in ["worker-a", "worker-b"] {
         let (client, mut eventloop) = app.client(name).await;
-        client
-            .subscribe("$share/g/t/#", QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        until(&mut eventloop, |p| {
-            matches!(p, Packet::SubAck(_)).then_some(())
-        })
-        .await;
+        subscribed(&client, &mut eventloop, "$share/g/t/#", QoS::AtLeastOnce).await;
         let tx = tx.clone();
         subscribers.push(tokio::spawn(async move {
             let _client = client;
@@ -213,11 +201,7 @@ async fn sessions_beyond_max_connections_get_server_unavailable() {
         "{refusal:?}"
     );
     // The first session is unaffected.
-    first.subscribe("it/one", QoS::AtMostOnce).await.unwrap();
-    until(&mut first_loop, |p| {
-        matches!(p, Packet::SubAck(_)).then_some(())
-    })
-    .await;
+    subscribed(&first, &mut first_loop, "it/one", QoS::AtMostOnce).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

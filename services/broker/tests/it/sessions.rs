@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, LastWill, Packet, QoS};
 
-use crate::helpers::{connack, spawn_app, until};
+use crate::helpers::{connack, spawn_app, subscribed, until};
 
 /// Polls `eventloop` for up to `wait`; the first incoming PUBLISH, if any.
 async fn next_publish(
@@ -29,14 +29,7 @@ async fn next_publish(
 async fn a_will_is_published_when_a_client_vanishes_and_not_after_disconnect() {
     let app = spawn_app().await;
     let (watcher, mut watching) = app.client("will-watcher").await;
-    watcher
-        .subscribe("wills/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    until(&mut watching, |p| {
-        matches!(p, Packet::SubAck(_)).then_some(())
-    })
-    .await;
+    subscribed(&watcher, &mut watching, "wills/#", QoS::AtLeastOnce).await;
 
     // A client that says goodbye: no will.
     let mut options = app.options("polite", Some(("local", "local")));
@@ -117,14 +110,7 @@ async fn a_device_cannot_leave_a_will_on_a_topic_it_may_not_publish_on() {
 async fn a_client_id_is_taken_over_only_by_the_same_user() {
     let app = spawn_app().await;
     let (service, mut service_loop) = app.client("mqtt-api-1").await;
-    service
-        .subscribe("it/takeover", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    until(&mut service_loop, |p| {
-        matches!(p, Packet::SubAck(_)).then_some(())
-    })
-    .await;
+    subscribed(&service, &mut service_loop, "it/takeover", QoS::AtLeastOnce).await;
 
     // Another user with the same client id gets a session of its own.
     let (_device, mut device_loop) =

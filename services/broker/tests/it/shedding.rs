@@ -7,19 +7,12 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::mpsc;
 
-use crate::helpers::{sample, spawn_app_with, until, TestApp};
+use crate::helpers::{sample, spawn_app_with, subscribed, TestApp};
 
 /// A `service` subscriber on `request/#` that reports each payload.
 async fn subscriber(app: &TestApp) -> mpsc::UnboundedReceiver<String> {
     let (client, mut eventloop) = app.client("api").await;
-    client
-        .subscribe("request/#", QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    until(&mut eventloop, |p| {
-        matches!(p, Packet::SubAck(_)).then_some(())
-    })
-    .await;
+    subscribed(&client, &mut eventloop, "request/#", QoS::AtLeastOnce).await;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let _client = client;
